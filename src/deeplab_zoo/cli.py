@@ -1,0 +1,138 @@
+"""``deeplab-zoo`` command line: list, predict, convert, demo."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+
+def _read_image(path: str) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            return np.asarray(image.convert("RGB"))
+    except FileNotFoundError:
+        raise SystemExit(f"error: image not found: {path}") from None
+    except (UnidentifiedImageError, OSError) as exc:
+        raise SystemExit(f"error: cannot read image {path}: {exc}") from None
+
+
+def _write_png(path: str, array: np.ndarray) -> None:
+    from PIL import Image
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array).save(path)
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from . import registry
+
+    if args.pretrained:
+        names = registry.list_pretrained(args.pattern)
+    else:
+        names = registry.list_models(args.pattern)
+    for name in names:
+        print(name)
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from .factory import create_model
+
+    image = _read_image(args.image)
+    model = create_model(args.model, pretrained=args.weights or False)
+    if not args.weights:
+        print("warning: no --weights given; the model has random weights", file=sys.stderr)
+    prediction = model.predict(image)
+    _write_png(args.out, prediction.overlay(image, alpha=args.alpha))
+    segments = np.unique(prediction.panoptic if prediction.panoptic is not None
+                         else prediction.semantic)
+    print(f"wrote {args.out} ({image.shape[1]}x{image.shape[0]}, {len(segments)} segments)")
+    return 0
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from .weights import convert
+
+    path = convert(args.checkpoint, args.model, args.out)
+    print(f"wrote {path}")
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from .registry import pretrained_cfg
+
+    print(json.dumps(pretrained_cfg(args.model), indent=2, default=list))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    import torch
+
+    from .data.synthetic import make_scene
+    from .factory import create_model
+
+    image, _ = make_scene(seed=args.seed)
+    torch.manual_seed(0)
+    model = create_model("panoptic_deeplab_mobilenet_v3_small_os32")
+    print("note: the trained demo weights are not shipped yet; this runs the full pipeline "
+          "(normalise, pad, forward, post-process, overlay) with untrained weights.",
+          file=sys.stderr)
+    prediction = model.predict(image)
+    _write_png(args.out, np.concatenate([image, prediction.overlay(image)], axis=1))
+    print(f"wrote {args.out}: input | overlay ({image.shape[1]}x{image.shape[0]})")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="deeplab-zoo", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("list", help="list registered models (or those with weights)")
+    p.add_argument("pattern", nargs="?", default="*", help="glob, e.g. 'panoptic_*'")
+    p.add_argument("--pretrained", action="store_true", help="only arch.tag names with weights")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("info", help="print a model's pretrained configuration")
+    p.add_argument("model")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("predict", help="predict one image and write a colourised overlay PNG")
+    p.add_argument("image")
+    p.add_argument("--model", required=True, help="registry name, e.g. panoptic_deeplab_resnet50_os32")
+    p.add_argument("--weights", help="weights: a tag, a .safetensors/dir/TF checkpoint, or hf-hub:org/repo")
+    p.add_argument("--out", required=True, help="output PNG")
+    p.add_argument("--alpha", type=float, default=0.5, help="overlay opacity in [0, 1]")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("demo", help="run the demo model on a synthetic scene (offline)")
+    p.add_argument("--out", default="demo.png", help="output PNG (default demo.png)")
+    p.add_argument("--seed", type=int, default=0, help="synthetic scene seed")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("convert", help="convert a DeepLab2 TF checkpoint to safetensors + config.json")
+    p.add_argument("checkpoint", help="ckpt prefix, directory or .tar.gz")
+    p.add_argument("--model", required=True, help="registry name (+tag) the checkpoint belongs to")
+    p.add_argument("--out", required=True, help="output directory")
+    p.set_defaults(func=cmd_convert)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from .errors import CheckpointError, DatasetError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (CheckpointError, DatasetError, ValueError, TypeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

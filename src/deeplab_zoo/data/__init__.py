@@ -1,0 +1,1 @@
+"""Dataset descriptors (and, later, readers and transforms)."""

@@ -1,0 +1,1 @@
+"""Decoder heads: ASPP, DeepLabv3, DeepLabv3+, Panoptic-DeepLab."""

@@ -1,0 +1,1 @@
+"""Shared building blocks (convolutions, activations, squeeze-excite, resizing, ...)."""

@@ -1,0 +1,1 @@
+"""Post-processing of raw model outputs into semantic / instance / panoptic maps."""

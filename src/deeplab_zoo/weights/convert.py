@@ -1,0 +1,128 @@
+"""DeepLab2 checkpoint names -> our ``state_dict`` names, with shape checks.
+
+Our modules are named after DeepLab2's Keras attributes (leading underscore
+stripped), so one mechanical rule maps a key such as
+``encoder/_stage2/_block1/_conv1_bn_act/_batch_norm/gamma/.ATTRIBUTES/VARIABLE_VALUE``
+onto ``encoder.stage2.block1.conv1_bn_act.batch_norm.weight``. The only per-model
+knowledge is the top level: a meta-architecture's ``tf_checkpoint_items`` maps
+DeepLab2's checkpoint item names (``semantic_last_layer``, ...) to attribute paths,
+and lives next to the head it describes.
+"""
+from __future__ import annotations
+
+from typing import Mapping
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import CheckpointError
+
+_SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
+_LEAF = {
+    "kernel": "weight", "depthwise_kernel": "weight", "gamma": "weight", "beta": "bias",
+    "moving_mean": "running_mean", "moving_variance": "running_var", "bias": "bias",
+    "embeddings": "weight",
+}
+# Checkpoint entries that are training state, not model weights.
+_NOT_WEIGHTS = ("_CHECKPOINTABLE_OBJECT_GRAPH", "save_counter", "global_step", "optimizer")
+
+
+def is_model_variable(key: str) -> bool:
+    """False for optimizer slots, counters and the object graph."""
+    top = key.split("/", 1)[0]
+    return top not in _NOT_WEIGHTS and ".OPTIMIZER_SLOT" not in key
+
+
+def tf_items_of(model: nn.Module) -> dict[str, str]:
+    """Checkpoint item -> attribute path for a meta-architecture or a bare backbone."""
+    items = getattr(model, "tf_checkpoint_items", None)
+    if items is not None:
+        return dict(items)
+    if hasattr(model, "encoder") and hasattr(model, "feature_info"):  # FeaturesOnly
+        return {"encoder": "encoder"}
+    return {"encoder": ""}  # a bare Backbone is DeepLab2's `encoder` item
+
+
+def torch_name(key: str, items: Mapping[str, str]) -> str | None:
+    """Our state_dict key for DeepLab2 checkpoint ``key`` (None if its item is unknown)."""
+    if key.endswith(_SUFFIX):
+        key = key[: -len(_SUFFIX)]
+    parts = key.split("/")
+    # Longest matching item prefix wins (items may contain '/', e.g. nested layers).
+    for cut in range(len(parts) - 1, 0, -1):
+        prefix = "/".join(parts[:cut])
+        if prefix in items:
+            rest = [p.lstrip("_") for p in parts[cut:]]
+            rest[-1] = _LEAF.get(rest[-1], rest[-1])
+            head = items[prefix]
+            return ".".join(([head] if head else []) + rest)
+    return None
+
+
+def _leaf(key: str) -> str:
+    return (key[: -len(_SUFFIX)] if key.endswith(_SUFFIX) else key).rsplit("/", 1)[-1]
+
+
+def convert_tensor(key: str, value: np.ndarray) -> torch.Tensor:
+    """Keras layout -> PyTorch layout by variable kind.
+
+    conv ``kernel`` HWIO -> OIHW, ``depthwise_kernel`` HWC1 -> C1HW, dense ``kernel``
+    IO -> OI; everything else unchanged.
+    """
+    array = np.asarray(value)
+    leaf = _leaf(key)
+    if leaf == "depthwise_kernel" and array.ndim == 4:
+        array = array.transpose(2, 3, 0, 1)
+    elif leaf == "kernel" and array.ndim == 4:
+        array = array.transpose(3, 2, 0, 1)
+    elif leaf == "kernel" and array.ndim == 2:
+        array = array.T
+    return torch.from_numpy(np.ascontiguousarray(array))
+
+
+def load_tf_variables(model: nn.Module, variables: Mapping[str, np.ndarray], *,
+                      strict: bool = True) -> dict[str, list[str]]:
+    """Loads DeepLab2 checkpoint ``variables`` (from ``read_tf_checkpoint``) into ``model``.
+
+    With ``strict`` every model variable of the checkpoint must map to a tensor of
+    the right shape and every parameter/buffer of the model must be covered;
+    otherwise :class:`CheckpointError` lists every offending name. Returns
+    ``{"missing": [...], "unused": [...], "mismatched": [...]}``.
+    """
+    items = tf_items_of(model)
+    state = {k: v for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
+    loaded: dict[str, torch.Tensor] = {}
+    unused, mismatched = [], []
+    for key, value in variables.items():
+        if value is None or not is_model_variable(key):
+            continue
+        name = torch_name(key, items)
+        if name is None or name not in state:
+            unused.append(key if name is None else f"{key} (-> {name})")
+            continue
+        tensor = convert_tensor(key, value)
+        if tuple(tensor.shape) != tuple(state[name].shape):
+            mismatched.append(f"{key}: checkpoint {tuple(np.shape(value))} vs model "
+                              f"{name} {tuple(state[name].shape)}")
+            continue
+        loaded[name] = tensor.to(state[name].dtype)
+    missing = sorted(set(state) - set(loaded))
+    report = {"missing": missing, "unused": sorted(unused), "mismatched": mismatched}
+    if strict and (missing or unused or mismatched):
+        raise CheckpointError(_describe(model, report))
+    model.load_state_dict(loaded, strict=False)
+    return report
+
+
+def _describe(model: nn.Module, report: dict[str, list[str]]) -> str:
+    lines = [f"checkpoint does not match {type(model).__name__}:"]
+    for kind, what in (("mismatched", "shape mismatch"), ("missing", "no checkpoint variable for"),
+                       ("unused", "checkpoint variable not used by the model")):
+        names = report[kind]
+        if names:
+            lines.append(f"  {what} ({len(names)}): " + "; ".join(names[:10])
+                         + (" ..." if len(names) > 10 else ""))
+    lines.append("  Is this checkpoint for this architecture and output stride? Check the "
+                 "model name (deeplab_zoo.list_models()).")
+    return "\n".join(lines)
