@@ -152,7 +152,7 @@ def _seeded_model(case: str, output_stride: int) -> ResNet:
 @pytest.mark.parametrize("case,output_stride", [
     ("panoptic_deeplab_resnet50_os32", 32),
     ("panoptic_deeplab_resnet50_beta_os32", 32),
-    ("panoptic_deeplab_wide_resnet41_os16", 16),
+    # Wide-ResNet-41 is this net without SAC; left out to keep the suite fast.
     ("panoptic_deeplab_swidernet_sac_1_1_1_os16", 16),
 ])
 def test_seeded_forward(case: str, output_stride: int) -> None:
@@ -280,6 +280,7 @@ def test_drop_path() -> None:
     assert (out == kept.view(-1, 1, 1, 1)).all()
 
 
+@pytest.mark.filterwarnings("ignore::FutureWarning")
 def test_trace() -> None:
     model = resnet.swidernet_sac_1_1_1(width_multiplier=0.0625, stem_width_multiplier=0.125,
                                        output_stride=16).eval()

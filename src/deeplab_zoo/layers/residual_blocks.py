@@ -25,6 +25,14 @@ from .drop_path import DropPath
 from .squeeze_excite import SimplifiedSqueezeAndExcite
 
 
+def _zero_init_gamma(conv: Conv2dSame) -> None:
+    """DeepLab2 starts the last BN of a residual branch at gamma = 0 (identity blocks)."""
+    weight = getattr(conv.batch_norm, "weight", None)
+    if isinstance(weight, nn.Parameter):
+        with torch.no_grad():
+            weight.zero_()
+
+
 class ResidualBlock(nn.Module, abc.ABC):
     """``drop_path(se(branch(act(x)))) + shortcut(act(x))``, not activated.
 
@@ -95,6 +103,7 @@ class BottleneckBlock(ResidualBlock):
                                        use_global_context_in_sac=use_sac)
         self.conv3_bn = Conv2dSame(filters[1], filters[2], 1, use_bias=False, use_bn=True,
                                    activation=None, norm_layer=norm_layer)
+        _zero_init_gamma(self.conv3_bn)
 
     def branch(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv3_bn(self.conv2_bn_act(self.conv1_bn_act(x)))
@@ -131,6 +140,7 @@ class BasicBlock(ResidualBlock):
                                    use_bn=True, activation=None, norm_layer=norm_layer,
                                    use_switchable_atrous_conv=use_sac,
                                    use_global_context_in_sac=use_sac)
+        _zero_init_gamma(self.conv2_bn)
 
     def branch(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv2_bn(self.conv1_bn_act(x))

@@ -10,7 +10,7 @@ and lives next to the head it describes.
 """
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -81,6 +81,46 @@ def convert_tensor(key: str, value: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(array))
 
 
+def _converted_shape(key: str, shape: tuple[int, ...]) -> tuple[int, ...]:
+    leaf = _leaf(key)
+    if leaf == "depthwise_kernel" and len(shape) == 4:
+        return (shape[2], shape[3], shape[0], shape[1])
+    if leaf == "kernel" and len(shape) == 4:
+        return (shape[3], shape[2], shape[0], shape[1])
+    if leaf == "kernel" and len(shape) == 2:
+        return (shape[1], shape[0])
+    return tuple(shape)
+
+
+def plan_tf_mapping(model: nn.Module, shapes: Mapping[str, Sequence[int]]
+                    ) -> tuple[dict[str, str], dict[str, list[str]]]:
+    """Maps checkpoint keys (with their shapes) onto ``model`` without touching values.
+
+    Returns ``(mapping tf_key -> state_dict key, report)`` where the report lists
+    ``missing`` model tensors, ``unused`` checkpoint variables and ``mismatched`` shapes.
+    Works on a model built on the meta device, so huge manifests are cheap to check.
+    """
+    items = tf_items_of(model)
+    state = {k: v for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
+    mapping: dict[str, str] = {}
+    unused, mismatched = [], []
+    for key, shape in shapes.items():
+        if not is_model_variable(key):
+            continue
+        name = torch_name(key, items)
+        if name is None or name not in state:
+            unused.append(key if name is None else f"{key} (-> {name})")
+            continue
+        converted = _converted_shape(key, tuple(int(d) for d in shape))
+        if converted != tuple(state[name].shape):
+            mismatched.append(f"{key}: checkpoint {tuple(shape)} vs model "
+                              f"{name} {tuple(state[name].shape)}")
+            continue
+        mapping[key] = name
+    missing = sorted(set(state) - set(mapping.values()))
+    return mapping, {"missing": missing, "unused": sorted(unused), "mismatched": mismatched}
+
+
 def load_tf_variables(model: nn.Module, variables: Mapping[str, np.ndarray], *,
                       strict: bool = True) -> dict[str, list[str]]:
     """Loads DeepLab2 checkpoint ``variables`` (from ``read_tf_checkpoint``) into ``model``.
@@ -90,27 +130,13 @@ def load_tf_variables(model: nn.Module, variables: Mapping[str, np.ndarray], *,
     otherwise :class:`CheckpointError` lists every offending name. Returns
     ``{"missing": [...], "unused": [...], "mismatched": [...]}``.
     """
-    items = tf_items_of(model)
-    state = {k: v for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
-    loaded: dict[str, torch.Tensor] = {}
-    unused, mismatched = [], []
-    for key, value in variables.items():
-        if value is None or not is_model_variable(key):
-            continue
-        name = torch_name(key, items)
-        if name is None or name not in state:
-            unused.append(key if name is None else f"{key} (-> {name})")
-            continue
-        tensor = convert_tensor(key, value)
-        if tuple(tensor.shape) != tuple(state[name].shape):
-            mismatched.append(f"{key}: checkpoint {tuple(np.shape(value))} vs model "
-                              f"{name} {tuple(state[name].shape)}")
-            continue
-        loaded[name] = tensor.to(state[name].dtype)
-    missing = sorted(set(state) - set(loaded))
-    report = {"missing": missing, "unused": sorted(unused), "mismatched": mismatched}
-    if strict and (missing or unused or mismatched):
+    variables = {k: v for k, v in variables.items() if v is not None}
+    mapping, report = plan_tf_mapping(model, {k: np.shape(v) for k, v in variables.items()})
+    if strict and any(report.values()):
         raise CheckpointError(_describe(model, report))
+    state = model.state_dict()
+    loaded = {name: convert_tensor(key, variables[key]).to(state[name].dtype)
+              for key, name in mapping.items()}
     model.load_state_dict(loaded, strict=False)
     return report
 

@@ -252,7 +252,7 @@ def _parse_header(buf: bytes) -> _Header:
 # --------------------------------------------------------------------------- SSTable
 
 
-def _read_block(data: bytes, handle: bytes, path: str, what: str, verify: bool) -> bytes:
+def _read_block(data: bytes, handle: bytes, path: str, what: str) -> bytes:
     try:
         offset, pos = _varint(handle, 0)
         size, _ = _varint(handle, pos)
@@ -266,14 +266,13 @@ def _read_block(data: bytes, handle: bytes, path: str, what: str, verify: bool) 
         )
     block = data[offset : offset + size]
     compression = data[offset + size]
-    if verify:
-        stored = int.from_bytes(data[offset + size + 1 : end], "little")
-        actual = crc32c(data[offset : offset + size + 1])
-        if unmask_crc32c(stored) != actual:
-            raise CheckpointError(
-                f"{path}: CRC mismatch in {what} block at byte {offset} (stored "
-                f"{unmask_crc32c(stored):#010x}, computed {actual:#010x}); the file is corrupt"
-            )
+    stored = int.from_bytes(data[offset + size + 1 : end], "little")
+    actual = crc32c(data[offset : offset + size + 1])
+    if unmask_crc32c(stored) != actual:
+        raise CheckpointError(
+            f"{path}: CRC mismatch in {what} block at byte {offset} (stored "
+            f"{unmask_crc32c(stored):#010x}, computed {actual:#010x}); the file is corrupt"
+        )
     if compression == 1:
         raise CheckpointError(
             f"{path}: {what} block at byte {offset} is Snappy-compressed; only uncompressed "
@@ -306,7 +305,7 @@ def _block_entries(block: bytes) -> Iterator[tuple[bytes, bytes]]:
         pos += value_len
 
 
-def _table_items(path: str, verify: bool) -> list[tuple[bytes, bytes]]:
+def _table_items(path: str) -> list[tuple[bytes, bytes]]:
     """All key/value pairs of an SSTable file, in key order."""
     try:
         with open(path, "rb") as f:
@@ -334,15 +333,15 @@ def _table_items(path: str, verify: bool) -> list[tuple[bytes, bytes]]:
         raise CheckpointError(f"{path}: corrupt table footer ({exc})") from None
     meta_handle = footer[:pos]
     index_handle = footer[pos:]
-    _read_block(data, meta_handle, path, "metaindex", verify)
-    index_block = _read_block(data, index_handle, path, "index", verify)
+    _read_block(data, meta_handle, path, "metaindex")
+    index_block = _read_block(data, index_handle, path, "index")
     items: list[tuple[bytes, bytes]] = []
     try:
         handles = [value for _, value in _block_entries(index_block)]
     except _WireError as exc:
         raise CheckpointError(f"{path}: corrupt index block ({exc})") from None
     for handle in handles:
-        block = _read_block(data, handle, path, "data", verify)
+        block = _read_block(data, handle, path, "data")
         try:
             for key, value in _block_entries(block):
                 if items and key <= items[-1][0]:
@@ -525,7 +524,7 @@ class TFCheckpointReader:
         self.index_path = self.prefix + ".index"
         self.verify = verify
         self._files: dict[int, BinaryIO] = {}
-        items = _table_items(self.index_path, verify)
+        items = _table_items(self.index_path)
         if not items or items[0][0] != b"":
             raise CheckpointError(f"{self.index_path}: no bundle header (key '')")
         try:
@@ -680,7 +679,7 @@ def list_tf_variables(path: PathLike) -> dict[str, tuple[tuple[int, ...], str]]:
     if _is_archive(path):
         with _archive_prefix(path, with_data=False) as prefix:
             return list_tf_variables(prefix)
-    reader = TFCheckpointReader(path, verify=True)
+    reader = TFCheckpointReader(path)
     return {name: (var.shape, var.dtype) for name, var in reader.variables.items()}
 
 
