@@ -4,8 +4,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -104,8 +104,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("predict", help="predict one image and write a colourised overlay PNG")
     p.add_argument("image")
-    p.add_argument("--model", required=True, help="registry name, e.g. panoptic_deeplab_resnet50_os32")
-    p.add_argument("--weights", help="weights: a tag, a .safetensors/dir/TF checkpoint, or hf-hub:org/repo")
+    p.add_argument("--model", required=True,
+                   help="registry name, e.g. panoptic_deeplab_resnet50_os32.cityscapes")
+    p.add_argument("--weights",
+                   help="a tag, a .safetensors file/dir, a TF checkpoint, or hf-hub:org/repo")
     p.add_argument("--out", required=True, help="output PNG")
     p.add_argument("--alpha", type=float, default=0.5, help="overlay opacity in [0, 1]")
     p.set_defaults(func=cmd_predict)
@@ -115,7 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="synthetic scene seed")
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("convert", help="convert a DeepLab2 TF checkpoint to safetensors + config.json")
+    p = sub.add_parser("convert",
+                       help="convert a DeepLab2 TF checkpoint to safetensors + config.json")
     p.add_argument("checkpoint", help="ckpt prefix, directory or .tar.gz")
     p.add_argument("--model", required=True, help="registry name (+tag) the checkpoint belongs to")
     p.add_argument("--out", required=True, help="output directory")

@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -90,7 +91,8 @@ class PredictMixin:
         try:
             results: list[Prediction | None] = [None] * len(tensors)
             for indices in _batches(tensors, batch_size):
-                for index, prediction in zip(indices, self._predict_batch([tensors[i] for i in indices])):
+                batch = [tensors[i] for i in indices]
+                for index, prediction in zip(indices, self._predict_batch(batch)):
                     results[index] = prediction
         finally:
             self.train(was_training)
@@ -109,10 +111,13 @@ class PredictMixin:
         outputs = self.forward(batch)
         maps = self.postprocess(outputs)
         info = self.dataset
+        maps = {**outputs, **maps}
         for i in range(batch.shape[0]):
-            def crop(name: str) -> np.ndarray | None:
-                value = maps.get(name, outputs.get(name))
-                return None if value is None else value[i, ..., :height, :width].squeeze().cpu().numpy()
+            def crop(name: str, index: int = i) -> np.ndarray | None:
+                value = maps.get(name)
+                if value is None:
+                    return None
+                return value[index, ..., :height, :width].squeeze(0).cpu().numpy()
 
             centers = scores = None
             center_map = crop("instance_center_pred")

@@ -7,8 +7,9 @@ semantic / instance / panoptic maps, ``predict`` does everything from images.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -128,7 +129,8 @@ def _atrous_rates(output_stride: int) -> tuple[int, int, int]:
     return {32: (3, 6, 9), 16: (6, 12, 18), 8: (12, 24, 36)}[output_stride]
 
 
-def _dataset_and_classes(dataset: str | DatasetInfo, num_classes: int | None) -> tuple[DatasetInfo, int]:
+def _dataset_and_classes(dataset: str | DatasetInfo,
+                         num_classes: int | None) -> tuple[DatasetInfo, int]:
     info = dataset if isinstance(dataset, DatasetInfo) else get_dataset_info(dataset)
     if num_classes is not None and (not isinstance(num_classes, int) or num_classes < 1):
         raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")

@@ -9,14 +9,15 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import fnmatch
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from torch import nn
 
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
 _DEFAULT_TAG: dict[str, str] = {}
-_PRETRAINED: dict[str, "PretrainedCfg"] = {}
+_PRETRAINED: dict[str, PretrainedCfg] = {}
 _ALIASES: dict[str, str] = {}
 _KIND: dict[str, str] = {}
 
@@ -103,7 +104,8 @@ def split_name(name: str) -> tuple[str, str]:
     arch, _, tag = name.partition(".")
     arch = _ALIASES.get(arch, arch)
     if arch not in _MODELS:
-        raise ValueError(f"unknown model {arch!r}.{_close_matches(arch, list(_MODELS) + list(_ALIASES))}"
+        hint = _close_matches(arch, list(_MODELS) + list(_ALIASES))
+        raise ValueError(f"unknown model {arch!r}.{hint}"
                          " Use deeplab_zoo.list_models() to see all names.")
     if tag:
         if f"{arch}.{tag}" not in _PRETRAINED:
@@ -129,7 +131,8 @@ def list_models(pattern: str = "*") -> list[str]:
 
 def list_pretrained(pattern: str = "*") -> list[str]:
     """``arch.tag`` names that have released weights, matching ``pattern``."""
-    return sorted(n for n, c in _PRETRAINED.items() if c.has_weights and fnmatch.fnmatch(n, pattern))
+    return sorted(n for n, c in _PRETRAINED.items()
+                  if c.has_weights and fnmatch.fnmatch(n, pattern))
 
 
 def list_tags(pattern: str = "*") -> list[str]:

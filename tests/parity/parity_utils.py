@@ -4,7 +4,7 @@ from __future__ import annotations
 import gzip
 import importlib.util
 import json
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -17,9 +17,10 @@ FLOAT_TOL = 1e-4  # max|ours - ref| <= FLOAT_TOL * max(1, max|ref|)  (parity/REA
 DISCRETE_AGREEMENT = 0.999
 
 
-@lru_cache(maxsize=None)
+@cache
 def seeded_module(root: str):
-    spec = importlib.util.spec_from_file_location("seeded_weights", Path(root) / "seeded_weights.py")
+    path = Path(root) / "seeded_weights.py"
+    spec = importlib.util.spec_from_file_location("seeded_weights", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

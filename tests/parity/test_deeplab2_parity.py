@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import parity_root
 from parity_utils import (
     DISCRETE_AGREEMENT,
     FLOAT_TOL,
@@ -14,8 +15,6 @@ from parity_utils import (
     to_input,
     to_nhwc,
 )
-
-from conftest import parity_root
 
 RAW = ("semantic_logits", "center_heatmap", "offset_map")
 DISCRETE = ("semantic_pred", "panoptic_pred", "instance_pred")

@@ -1,8 +1,8 @@
 """What every backbone offers: named endpoints, ``feature_info`` and ``features_only``."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 from torch import nn

@@ -1,7 +1,7 @@
 """Atrous Spatial Pyramid Pooling, as DeepLab2's ``model/decoder/aspp.py``."""
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F

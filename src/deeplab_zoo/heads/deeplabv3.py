@@ -1,7 +1,7 @@
 """DeepLabv3 head: ASPP + 3x3 classifier conv + 1x1 logits (DeepLab2 ``decoder/deeplabv3.py``)."""
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn

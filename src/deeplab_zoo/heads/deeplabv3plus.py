@@ -1,7 +1,7 @@
 """DeepLabv3+ head: ASPP, low-level projection, fusion (DeepLab2 ``decoder/deeplabv3plus.py``)."""
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn

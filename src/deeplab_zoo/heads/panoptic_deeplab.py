@@ -7,7 +7,7 @@ centre heatmap and the (dy, dx) centre offsets.
 """
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import nn

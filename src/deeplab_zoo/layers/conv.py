@@ -13,7 +13,7 @@ keys map onto ``state_dict`` keys by name (see ``deeplab_zoo.weights``).
 from __future__ import annotations
 
 import functools
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -132,7 +132,8 @@ class Conv2dSame(nn.Module):
         else:
             self.conv = PaddedConv2d(in_channels, out_channels, kernel_size, stride=stride,
                                      atrous_rate=atrous_rate, bias=use_bias)
-        self.post_global_context = GlobalContext(out_channels) if use_global_context_in_sac else None
+        self.post_global_context = (GlobalContext(out_channels) if use_global_context_in_sac
+                                    else None)
         self.batch_norm = norm_layer(out_channels) if use_bn else None
         self.activation = get_activation(activation)
         self.out_channels = out_channels

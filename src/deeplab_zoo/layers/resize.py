@@ -1,13 +1,14 @@
 """Resizing as DeepLab2 does it (``tf.compat.v1.image.resize(..., align_corners=True)``)."""
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 
 
-def resize_align_corners(x: torch.Tensor, size: Sequence[int], mode: str = "bilinear") -> torch.Tensor:
+def resize_align_corners(x: torch.Tensor, size: Sequence[int],
+                         mode: str = "bilinear") -> torch.Tensor:
     """Resizes NCHW ``x`` to ``size`` with align_corners semantics (no-op if equal)."""
     size = (int(size[0]), int(size[1]))
     if tuple(x.shape[-2:]) == size:

@@ -1,7 +1,8 @@
 """Colour maps for semantic / panoptic predictions and blended overlays."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -52,7 +53,7 @@ def colorize_panoptic(panoptic: np.ndarray, label_divisor: int,
     return out
 
 
-def overlay_prediction(image: np.ndarray, prediction: "Prediction", alpha: float = 0.5) -> np.ndarray:
+def overlay_prediction(image: np.ndarray, prediction: Prediction, alpha: float = 0.5) -> np.ndarray:
     """Blends the panoptic map (or the semantic map) over an HxWx3 uint8 image."""
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be in [0, 1], got {alpha}")

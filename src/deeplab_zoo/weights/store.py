@@ -31,7 +31,8 @@ def _atomic_write(path: Path, write) -> None:
             os.unlink(tmp)
 
 
-def save_weights(model: nn.Module, path: str | os.PathLike, config: dict[str, Any] | None = None) -> Path:
+def save_weights(model: nn.Module, path: str | os.PathLike,
+                 config: dict[str, Any] | None = None) -> Path:
     """Writes ``model``'s state dict to ``path`` (a .safetensors file or a directory).
 
     For a directory, ``config.json`` (architecture, tag, dataset...) goes beside it.
@@ -69,7 +70,8 @@ def load_weights(model: nn.Module, path: str | os.PathLike, *, strict: bool = Tr
         state = load_file(str(file))
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"{file}: cannot read safetensors ({exc})") from exc
-    expected = {k: v for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
+    expected = {k: v for k, v in model.state_dict().items()
+                if not k.endswith("num_batches_tracked")}
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     mismatched = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(v.shape)}"
