@@ -451,6 +451,9 @@ def panoptic_deeplab_postprocess(semantic_logits: torch.Tensor, center_heatmap: 
     offsets = _as_float32("offset_map", offsets)
     kernel = _check_int("nms_kernel", nms_kernel, 1)
     keep_k = _check_int("keep_k_centers", keep_k_centers)
+    _check_int("label_divisor", label_divisor, 1)
+    _check_int("stuff_area_limit", stuff_area_limit)
+    _check_int("void_label", void_label)
     threshold = float(center_threshold)
     if math.isnan(threshold):
         raise ValueError("center_threshold must not be NaN")
