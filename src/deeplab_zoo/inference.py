@@ -111,6 +111,8 @@ class PredictMixin:
         outputs = self.forward(batch)
         maps = self.postprocess(outputs)
         info = self.dataset
+        center_points = maps.pop("center_points", None)
+        center_scores = maps.pop("center_scores", None)
         maps = {**outputs, **maps}
         for i in range(batch.shape[0]):
             def crop(name: str, index: int = i) -> np.ndarray | None:
@@ -120,11 +122,11 @@ class PredictMixin:
                 return value[index, ..., :height, :width].squeeze(0).cpu().numpy()
 
             centers = scores = None
-            center_map = crop("instance_center_pred")
-            if center_map is not None:
-                ys, xs = np.nonzero(center_map)
-                centers = np.stack([ys, xs], axis=1)
-                scores = center_map[ys, xs]
+            if center_points is not None:
+                centers = center_points[i].cpu().numpy()
+                scores = center_scores[i].cpu().numpy()
+                inside = (centers[:, 0] < height) & (centers[:, 1] < width)  # not in padding
+                centers, scores = centers[inside], scores[inside]
             yield Prediction(semantic=crop("semantic_pred"), panoptic=crop("panoptic_pred"),
                              instance=crop("instance_pred"), depth=crop("depth_pred"),
                              centers=centers, scores=scores, label_divisor=info.label_divisor,

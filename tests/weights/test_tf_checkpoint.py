@@ -14,9 +14,9 @@ from types import ModuleType
 
 import numpy as np
 import pytest
+from tf_bundle_writer import write_bundle
 
 from deeplab_zoo.errors import CheckpointError
-from deeplab_zoo.weights.crc32c import crc32c, mask_crc32c
 from deeplab_zoo.weights.tf_checkpoint import (
     TFCheckpointReader,
     list_tf_variables,
@@ -198,113 +198,8 @@ def test_empty_directory(tmp_path: Path) -> None:
 
 
 # --------------------------------------------------------------------------- synthetic bundles
-# A minimal independent writer of the format, to reach dtypes and layouts the fixtures lack.
-
-
-def _varint(value: int) -> bytes:
-    value &= (1 << 64) - 1
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
-def _field_varint(field: int, value: int) -> bytes:
-    return _varint(field << 3) + _varint(value) if value else b""
-
-
-def _field_bytes(field: int, value: bytes) -> bytes:
-    return _varint(field << 3 | 2) + _varint(len(value)) + value
-
-
-def _block(items: list[tuple[bytes, bytes]], restart_interval: int) -> bytes:
-    out = bytearray()
-    restarts = []
-    prev = b""
-    for i, (key, value) in enumerate(items):
-        if i % restart_interval == 0:
-            restarts.append(len(out))
-            shared = 0
-        else:
-            shared = len(os.path.commonprefix([prev, key]))
-        out += _varint(shared) + _varint(len(key) - shared) + _varint(len(value))
-        out += key[shared:] + value
-        prev = key
-    if not restarts:
-        restarts = [0]
-    for r in restarts:
-        out += r.to_bytes(4, "little")
-    out += len(restarts).to_bytes(4, "little")
-    return bytes(out)
-
-
-def _write_table(
-    path: Path, items: list[tuple[bytes, bytes]], per_block: int = 4, compression: int = 0
-) -> None:
-    out = bytearray()
-
-    def add_block(contents: bytes) -> bytes:
-        handle = _varint(len(out)) + _varint(len(contents))
-        tail = bytes([compression])
-        out.extend(contents + tail + mask_crc32c(crc32c(contents + tail)).to_bytes(4, "little"))
-        return handle
-
-    index_items = []
-    for start in range(0, len(items), per_block):
-        chunk = items[start : start + per_block]
-        index_items.append((chunk[-1][0], add_block(_block(chunk, restart_interval=3))))
-    meta = add_block(_block([], 1))
-    index = add_block(_block(index_items, 1))
-    footer = (meta + index).ljust(40, b"\0") + (0xDB4775248B80FB57).to_bytes(8, "little")
-    path.write_bytes(bytes(out) + footer)
-
-
-_DTYPE_ENUM = {
-    "float32": 1, "float64": 2, "int32": 3, "uint8": 4, "int16": 5, "int8": 6, "string": 7,
-    "complex64": 8, "int64": 9, "bool": 10, "bfloat16": 14, "uint16": 17, "float16": 19,
-    "resource": 20, "uint32": 22, "uint64": 23,
-}  # fmt: skip
-
-
-def _write_bundle(
-    prefix: Path,
-    tensors: dict[str, tuple[str, tuple[int, ...], bytes]],
-    num_shards: int = 1,
-    big_endian: bool = False,
-    compression: int = 0,
-) -> None:
-    """tensors: name -> (dtype name, shape, raw bytes); round-robin over shards."""
-    shards = [bytearray() for _ in range(num_shards)]
-    items = [
-        (
-            b"",
-            _field_varint(1, num_shards)
-            + _field_varint(2, int(big_endian))
-            + _field_bytes(3, _field_varint(1, 1)),
-        )
-    ]
-    for i, (name, (dtype, shape, raw)) in enumerate(sorted(tensors.items())):
-        shard = i % num_shards
-        dims = b"".join(_field_bytes(2, _field_varint(1, d) or b"\x08\x00") for d in shape)
-        entry = (
-            _field_varint(1, _DTYPE_ENUM[dtype])
-            + _field_bytes(2, dims)
-            + _field_varint(3, shard)
-            + _field_varint(4, len(shards[shard]))
-            + _field_varint(5, len(raw))
-            + b"\x35"
-            + mask_crc32c(crc32c(raw)).to_bytes(4, "little")
-        )
-        shards[shard] += raw
-        items.append((name.encode(), entry))
-    for shard, data in enumerate(shards):
-        Path(f"{prefix}.data-{shard:05d}-of-{num_shards:05d}").write_bytes(bytes(data))
-    _write_table(Path(f"{prefix}.index"), items, compression=compression)
+# tf_bundle_writer is a minimal independent writer of the format, to reach dtypes and
+# layouts the fixtures lack.
 
 
 def _sample_tensors() -> tuple[dict, dict]:
@@ -339,7 +234,7 @@ def _sample_tensors() -> tuple[dict, dict]:
 def test_synthetic_dtypes(tmp_path: Path, num_shards: int) -> None:
     tensors, arrays = _sample_tensors()
     prefix = tmp_path / "model.ckpt-100"
-    _write_bundle(prefix, tensors, num_shards=num_shards)
+    write_bundle(prefix, tensors, num_shards=num_shards)
     variables = list_tf_variables(prefix)
     assert variables == {name: (shape, dtype) for name, (dtype, shape, _) in tensors.items()}
     result = read_tf_checkpoint(prefix)
@@ -357,7 +252,7 @@ def test_synthetic_dtypes(tmp_path: Path, num_shards: int) -> None:
 
 def test_synthetic_big_endian(tmp_path: Path) -> None:
     values = np.arange(6, dtype=">f4").reshape(2, 3)
-    _write_bundle(tmp_path / "be", {"x": ("float32", (2, 3), values.tobytes())}, big_endian=True)
+    write_bundle(tmp_path / "be", {"x": ("float32", (2, 3), values.tobytes())}, big_endian=True)
     result = read_tf_checkpoint(tmp_path / "be")["x"]
     assert result.dtype == np.float32 and result.dtype.isnative
     assert np.array_equal(result, values)
@@ -365,28 +260,28 @@ def test_synthetic_big_endian(tmp_path: Path) -> None:
 
 def test_synthetic_missing_second_shard(tmp_path: Path) -> None:
     tensors, _ = _sample_tensors()
-    _write_bundle(tmp_path / "m", tensors, num_shards=2)
+    write_bundle(tmp_path / "m", tensors, num_shards=2)
     shard = tmp_path / "m.data-00001-of-00002"
     shard.unlink()
     _expect_error(shard, read_tf_checkpoint, tmp_path / "m")
 
 
 def test_synthetic_unsupported_dtype(tmp_path: Path) -> None:
-    _write_bundle(tmp_path / "r", {"handle": ("resource", (), b"\0" * 8)})
+    write_bundle(tmp_path / "r", {"handle": ("resource", (), b"\0" * 8)})
     assert list_tf_variables(tmp_path / "r") == {"handle": ((), "resource")}
     message = _expect_error(f"{tmp_path / 'r'}.index", read_tf_checkpoint, tmp_path / "r")
     assert "unsupported dtype resource" in message
 
 
 def test_synthetic_size_mismatch(tmp_path: Path) -> None:
-    _write_bundle(tmp_path / "s", {"x": ("float32", (2, 3), b"\0" * 20)})
+    write_bundle(tmp_path / "s", {"x": ("float32", (2, 3), b"\0" * 20)})
     assert "needs 24" in _expect_error(
         f"{tmp_path / 's'}.index", read_tf_checkpoint, tmp_path / "s"
     )
 
 
 def test_synthetic_snappy_block(tmp_path: Path) -> None:
-    _write_bundle(tmp_path / "z", {"x": ("float32", (1,), b"\0" * 4)}, compression=1)
+    write_bundle(tmp_path / "z", {"x": ("float32", (1,), b"\0" * 4)}, compression=1)
     message = _expect_error(f"{tmp_path / 'z'}.index", list_tf_variables, tmp_path / "z")
     assert "Snappy" in message
 
@@ -395,7 +290,7 @@ def test_synthetic_many_blocks(tmp_path: Path) -> None:
     rng = np.random.default_rng(3)
     arrays = {f"layer_{i:03d}/kernel": rng.normal(size=(i % 5 + 1,)).astype(np.float32)
               for i in range(150)}  # fmt: skip
-    _write_bundle(
+    write_bundle(
         tmp_path / "big", {k: ("float32", a.shape, a.tobytes()) for k, a in arrays.items()}
     )
     result = read_tf_checkpoint(tmp_path / "big")
@@ -418,7 +313,7 @@ def _tar(path: Path, members: dict[str, bytes]) -> Path:
 def _bundle_files(tmp_path: Path) -> dict[str, bytes]:
     prefix = tmp_path / "src" / "ckpt-7"
     prefix.parent.mkdir()
-    _write_bundle(prefix, {"x": ("float32", (2,), np.ones(2, np.float32).tobytes())})
+    write_bundle(prefix, {"x": ("float32", (2,), np.ones(2, np.float32).tobytes())})
     return {p.name: p.read_bytes() for p in prefix.parent.iterdir()}
 
 

@@ -22,7 +22,7 @@ from ..heads.panoptic_deeplab import PanopticDeepLabHead
 from ..inference import PredictMixin
 from ..layers.conv import batch_norm
 from ..layers.resize import resize_align_corners, resize_and_rescale_offsets, scale_dimension
-from ..postprocess.panoptic_deeplab import panoptic_deeplab_postprocess
+from ..postprocess.panoptic_deeplab import panoptic_deeplab_postprocess, semantic_argmax
 from ..registry import (
     PretrainedCfg,
     model_builder,
@@ -107,8 +107,7 @@ class DeepLab(PredictMixin, nn.Module):
     def postprocess(self, outputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """DeepLab2's post-processed maps from ``forward``'s outputs (batched)."""
         if not self.is_panoptic:
-            probs = torch.softmax(outputs["semantic_logits"].float(), dim=1)
-            return {"semantic_pred": probs.argmax(dim=1).to(torch.int32)}
+            return {"semantic_pred": semantic_argmax(outputs["semantic_logits"].float())}
         cfg = self.postprocess_config
         return panoptic_deeplab_postprocess(
             outputs["semantic_logits"].float(), outputs["center_heatmap"].float(),
