@@ -7,10 +7,18 @@ onto ``encoder.stage2.block1.conv1_bn_act.batch_norm.weight``. The only per-mode
 knowledge is the top level: a meta-architecture's ``tf_checkpoint_items`` maps
 DeepLab2's checkpoint item names (``semantic_last_layer``, ...) to attribute paths,
 and lives next to the head it describes.
+
+Models whose checkpoints do not follow that rule (research/deeplab's TF1 / TF-Slim
+checkpoints) instead provide a hook ``tf_name_map(key) -> str | None`` that replaces
+the rule entirely: it returns the ``state_dict`` key, ``None`` for a variable that is
+not the model's (reported as unused), or :data:`SKIP` for a known variable that is
+deliberately not loaded (optimizer slots, an ImageNet classifier). Layouts are still
+converted by leaf name (TF-Slim ``weights``/``pointwise_weights`` like ``kernel``,
+``depthwise_weights`` like ``depthwise_kernel``).
 """
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -24,6 +32,12 @@ _LEAF = {
     "moving_mean": "running_mean", "moving_variance": "running_var", "bias": "bias",
     "embeddings": "weight",
 }
+_SEQUENTIAL_CHILD = "layer_with_weights-"
+#: ``tf_name_map`` result for a variable that is known but deliberately not loaded.
+SKIP = ""
+# Leaf names laid out like Keras' ``kernel`` / ``depthwise_kernel`` (TF-Slim names too).
+_KERNELS = ("kernel", "weights", "pointwise_weights")
+_DEPTHWISE_KERNELS = ("depthwise_kernel", "depthwise_weights")
 # Checkpoint entries that are training state, not model weights.
 _NOT_WEIGHTS = ("_CHECKPOINTABLE_OBJECT_GRAPH", "save_counter", "global_step", "optimizer")
 
@@ -44,6 +58,32 @@ def tf_items_of(model: nn.Module) -> dict[str, str]:
     return {"encoder": ""}  # a bare Backbone is DeepLab2's `encoder` item
 
 
+def _part_name(part: str) -> str:
+    """One key component: leading ``_`` stripped; Keras ``Sequential`` children
+    (``layer_with_weights-N``, the N-th child with weights) become their index ``N``."""
+    part = part.lstrip("_")
+    if part.startswith(_SEQUENTIAL_CHILD):
+        return part[len(_SEQUENTIAL_CHILD):]
+    return part
+
+
+def tf_name_map_of(model: nn.Module) -> Callable[[str], str | None] | None:
+    """The model's ``tf_name_map`` hook (also through ``FeaturesOnly``), or None."""
+    hook = getattr(model, "tf_name_map", None)
+    if hook is not None:
+        return hook
+    encoder = getattr(model, "encoder", None)
+    inner = getattr(encoder, "tf_name_map", None) if hasattr(model, "feature_info") else None
+    if inner is None:
+        return None
+
+    def prefixed(key: str) -> str | None:
+        name = inner(key)
+        return name if not name else f"encoder.{name}"
+
+    return prefixed
+
+
 def torch_name(key: str, items: Mapping[str, str]) -> str | None:
     """Our state_dict key for DeepLab2 checkpoint ``key`` (None if its item is unknown)."""
     if key.endswith(_SUFFIX):
@@ -53,7 +93,7 @@ def torch_name(key: str, items: Mapping[str, str]) -> str | None:
     for cut in range(len(parts) - 1, 0, -1):
         prefix = "/".join(parts[:cut])
         if prefix in items:
-            rest = [p.lstrip("_") for p in parts[cut:]]
+            rest = [_part_name(p) for p in parts[cut:]]
             rest[-1] = _LEAF.get(rest[-1], rest[-1])
             head = items[prefix]
             return ".".join(([head] if head else []) + rest)
@@ -64,32 +104,36 @@ def _leaf(key: str) -> str:
     return (key[: -len(_SUFFIX)] if key.endswith(_SUFFIX) else key).rsplit("/", 1)[-1]
 
 
-def convert_tensor(key: str, value: np.ndarray) -> torch.Tensor:
-    """Keras layout -> PyTorch layout by variable kind.
+def _permutation(key: str, ndim: int) -> tuple[int, ...] | None:
+    """Axis order turning a Keras/TF-Slim layout into PyTorch's, by variable kind.
 
-    conv ``kernel`` HWIO -> OIHW, ``depthwise_kernel`` HWC1 -> C1HW, dense ``kernel``
-    IO -> OI; everything else unchanged.
+    conv ``kernel`` HWIO -> OIHW, ``depthwise_kernel`` HWC1 -> C1HW, Conv1D ``kernel``
+    WIO -> OIW, dense ``kernel`` IO -> OI; None (unchanged) for everything else.
     """
-    array = np.asarray(value)
     leaf = _leaf(key)
-    if leaf == "depthwise_kernel" and array.ndim == 4:
-        array = array.transpose(2, 3, 0, 1)
-    elif leaf == "kernel" and array.ndim == 4:
-        array = array.transpose(3, 2, 0, 1)
-    elif leaf == "kernel" and array.ndim == 2:
-        array = array.T
+    if leaf in _DEPTHWISE_KERNELS and ndim == 4:
+        return (2, 3, 0, 1)
+    if leaf in _KERNELS and ndim == 4:
+        return (3, 2, 0, 1)
+    if leaf == "kernel" and ndim == 3:
+        return (2, 1, 0)
+    if leaf in _KERNELS and ndim == 2:
+        return (1, 0)
+    return None
+
+
+def convert_tensor(key: str, value: np.ndarray) -> torch.Tensor:
+    """``value`` of checkpoint variable ``key`` in PyTorch's layout."""
+    array = np.asarray(value)
+    order = _permutation(key, array.ndim)
+    if order is not None:
+        array = array.transpose(order)
     return torch.from_numpy(np.ascontiguousarray(array))
 
 
 def _converted_shape(key: str, shape: tuple[int, ...]) -> tuple[int, ...]:
-    leaf = _leaf(key)
-    if leaf == "depthwise_kernel" and len(shape) == 4:
-        return (shape[2], shape[3], shape[0], shape[1])
-    if leaf == "kernel" and len(shape) == 4:
-        return (shape[3], shape[2], shape[0], shape[1])
-    if leaf == "kernel" and len(shape) == 2:
-        return (shape[1], shape[0])
-    return tuple(shape)
+    order = _permutation(key, len(shape))
+    return tuple(shape) if order is None else tuple(shape[i] for i in order)
 
 
 def plan_tf_mapping(model: nn.Module, shapes: Mapping[str, Sequence[int]]
@@ -100,14 +144,17 @@ def plan_tf_mapping(model: nn.Module, shapes: Mapping[str, Sequence[int]]
     ``missing`` model tensors, ``unused`` checkpoint variables and ``mismatched`` shapes.
     Works on a model built on the meta device, so huge manifests are cheap to check.
     """
-    items = tf_items_of(model)
+    name_map = tf_name_map_of(model)
+    items = tf_items_of(model) if name_map is None else {}
     state = {k: v for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
     mapping: dict[str, str] = {}
     unused, mismatched = [], []
     for key, shape in shapes.items():
         if not is_model_variable(key):
             continue
-        name = torch_name(key, items)
+        name = torch_name(key, items) if name_map is None else name_map(key)
+        if name == SKIP:
+            continue
         if name is None or name not in state:
             unused.append(key if name is None else f"{key} (-> {name})")
             continue
