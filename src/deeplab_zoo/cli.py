@@ -15,7 +15,7 @@ def _read_image(path: str) -> np.ndarray:
 
     try:
         with Image.open(path) as image:
-            return np.asarray(image.convert("RGB"))
+            return np.array(image.convert("RGB"))  # writable: torch warns on read-only arrays
     except FileNotFoundError:
         raise SystemExit(f"error: image not found: {path}") from None
     except (UnidentifiedImageError, OSError) as exc:

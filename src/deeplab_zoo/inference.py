@@ -43,7 +43,7 @@ def to_uint8_image(image: Any) -> np.ndarray:
 def to_float_image(image: Any) -> torch.Tensor:
     """CHW float32 tensor in [0, 1]; ValueError/TypeError naming what is wrong."""
     if hasattr(image, "convert") and hasattr(image, "size"):  # PIL.Image
-        image = np.asarray(image.convert("RGB"))
+        image = np.array(image.convert("RGB"))
     if isinstance(image, np.ndarray):
         if image.ndim != 3 or image.shape[-1] != 3:
             raise ValueError(f"image must be HxWx3 (RGB), got array of shape {image.shape}")

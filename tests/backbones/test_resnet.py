@@ -262,8 +262,10 @@ def test_sac_placement() -> None:
 def test_errors() -> None:
     with pytest.raises(ValueError, match="output_stride"):
         resnet.resnet50(output_stride=4)
-    with pytest.raises(ValueError, match="block type 'axial'"):
-        resnet.resnet50(use_axial_beyond_stride=16)
+    # 'axial' / 'global' are registered by deeplab_zoo.layers.attention_blocks now.
+    with pytest.raises(ValueError, match="unsupported block type 'nonexistent'"):
+        resnet.BlockGroup(64, [resnet.BlockSpec("nonexistent", (64, 64, 256), 1, 1, 1, False,
+                                                1.0)])
     with pytest.raises(ValueError, match="backbone_type"):
         ResNet(backbone_type="vgg")
     with pytest.raises(ValueError, match="schedule"):

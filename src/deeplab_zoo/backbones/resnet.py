@@ -179,8 +179,8 @@ class ResNet(Backbone):
         drop_path_*: stochastic depth for blocks whose undilated stride is
             >= ``drop_path_beyond_stride`` (training only).
         use_axial_beyond_stride / use_global_beyond_stride / attention_bottleneck_expansion:
-            select attention block types; they must be registered with
-            :func:`register_block_type` (none is yet), else ``ValueError``.
+            select attention block types ('axial' / 'global', registered by
+            ``deeplab_zoo.layers.attention_blocks``; see ``backbones/axial_resnet.py``).
         block_config: extra keyword arguments per block type, e.g. ``{'axial': {...}}``.
         in_channels: input channels (7 for Motion-DeepLab).
     """

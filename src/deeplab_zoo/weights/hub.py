@@ -55,7 +55,9 @@ def load_from_hf_hub(model: nn.Module, spec: str) -> None:
 
     repo, _, revision = spec.partition("@")
     try:
-        path = hf_hub_download(repo, WEIGHTS_NAME, revision=revision or None)
+        # huggingface_hub reads HF_HUB_OFFLINE once, at import; honour it at call time too.
+        path = hf_hub_download(repo, WEIGHTS_NAME, revision=revision or None,
+                               local_files_only=is_offline())
     except (LocalEntryNotFoundError, HfHubHTTPError, OSError, ValueError) as exc:
         raise CheckpointError(f"cannot fetch {WEIGHTS_NAME} from hf-hub:{spec}: {exc}") from exc
     load_weights(model, path)
