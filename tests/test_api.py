@@ -314,3 +314,11 @@ def test_predict_bad_batch_size(model, batch_size) -> None:
 def test_top_level_exports() -> None:
     for name in deeplab_zoo.__all__:
         assert hasattr(deeplab_zoo, name), name
+
+
+def test_crop_size_reaches_crop_dependent_backbones_only():
+    with torch.device("meta"):
+        backbone = deeplab_zoo.create_model("axial_resnet_s", crop_size=(129, 129))
+    assert backbone.feature_info.reduction() == [2, 4, 8, 16, 32]
+    with pytest.raises(ValueError, match="does not depend on the crop size"):
+        deeplab_zoo.create_model("resnet50", crop_size=(65, 65))

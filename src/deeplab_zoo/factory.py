@@ -1,6 +1,7 @@
 """``create_model``: registry name (+ tag) -> built model, optionally with weights."""
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -63,8 +64,13 @@ def create_model(name: str, pretrained: PretrainedArg = False, *, num_classes: i
     else:
         if num_classes is not None:
             raise ValueError(f"{arch!r} is a backbone; num_classes does not apply")
+        if crop_size is not None:
+            if "crop_size" not in inspect.signature(builder).parameters:
+                raise ValueError(f"{arch!r} does not depend on the crop size; "
+                                 "drop the crop_size argument")
+            overrides["crop_size"] = crop_size
         model = builder(**overrides)
-    if pretrained not in (False, None):
+    if pretrained is not False and pretrained is not None:
         _load(model, arch, tag, cfg, pretrained)
     if features_only:
         encoder = model.encoder if kind == "model" else model

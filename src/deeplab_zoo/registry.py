@@ -41,7 +41,7 @@ class PretrainedCfg:
     std: tuple[float, float, float] = (0.5, 0.5, 0.5)
     crop_size: tuple[int, int] | None = None
     model_args: dict[str, Any] = field(default_factory=dict)
-    metrics: dict[str, float] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
     source: str = ""
     license: str = "Apache-2.0"
 
