@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .. import ops
 from ..backbones.base import Backbone
 from ..data.datasets import DatasetInfo, get_dataset_info
 from ..heads.deeplabv3 import DeepLabV3Head
@@ -22,7 +23,7 @@ from ..heads.panoptic_deeplab import PanopticDeepLabHead
 from ..inference import PredictMixin
 from ..layers.conv import batch_norm
 from ..layers.resize import resize_align_corners, resize_and_rescale_offsets, scale_dimension
-from ..postprocess.panoptic_deeplab import panoptic_deeplab_postprocess, semantic_argmax
+from ..postprocess.panoptic_deeplab import semantic_argmax
 from ..registry import (
     PretrainedCfg,
     model_builder,
@@ -109,7 +110,8 @@ class DeepLab(PredictMixin, nn.Module):
         if not self.is_panoptic:
             return {"semantic_pred": semantic_argmax(outputs["semantic_logits"].float())}
         cfg = self.postprocess_config
-        return panoptic_deeplab_postprocess(
+        # The native ops when built (bit-identical to the pure-PyTorch reference).
+        return ops.panoptic_deeplab_postprocess(
             outputs["semantic_logits"].float(), outputs["center_heatmap"].float(),
             outputs["offset_map"].float(), thing_class_ids=self.dataset.thing_class_ids,
             label_divisor=self.dataset.label_divisor, stuff_area_limit=cfg.stuff_area_limit,
