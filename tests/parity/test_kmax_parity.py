@@ -136,5 +136,5 @@ def test_every_kmax_case_is_exercised(parity_dir):
     cases = json.loads((parity_dir / "cases.json").read_text())
     kmax = {c for c, v in cases.items() if v["model"].startswith("kmax_deeplab")}
     registered = {c for c in kmax if cases[c]["model"].split(".")[0] in list_models()}
-    # kmax_deeplab_axial_r50 joins once the axial ResNet-50 pixel encoder is registered.
-    assert registered - {"kmax_deeplab_axial_r50_cityscapes"} == set(CASES)
+    # The axial-R50 case lives in test_max_deeplab_parity.py (float32-noise tolerance).
+    assert registered == set(CASES) | {"kmax_deeplab_axial_r50_cityscapes"}

@@ -183,6 +183,10 @@ class ResNet(Backbone):
             ``deeplab_zoo.layers.attention_blocks``; see ``backbones/axial_resnet.py``).
         block_config: extra keyword arguments per block type, e.g. ``{'axial': {...}}``.
         in_channels: input channels (7 for Motion-DeepLab).
+        group_factory: builds each block group, called as ``group_factory(stage_index,
+            in_channels, specs, **group_kwargs)`` (``stage_index`` 0..4 for ``stage1``..
+            ``stage5``); default :class:`BlockGroup` (a dual-path MaX-DeepLab encoder
+            adds its transformer layers this way).
     """
 
     def __init__(self, *, num_blocks: tuple[int, ...] = (3, 4, 6, 3),
@@ -194,7 +198,8 @@ class ResNet(Backbone):
                  use_axial_beyond_stride: int = 0, use_global_beyond_stride: int = 0,
                  attention_bottleneck_expansion: int = 2,
                  block_config: dict[str, Any] | None = None, activation: str = "relu",
-                 in_channels: int = 3, norm_layer: NormLayer = default_norm_layer):
+                 in_channels: int = 3, norm_layer: NormLayer = default_norm_layer,
+                 group_factory: Callable[..., nn.Module] | None = None):
         super().__init__()
         if output_stride not in _SUPPORTED_OUTPUT_STRIDES:
             raise ValueError(f"ResNet: output_stride must be one of "
@@ -241,9 +246,13 @@ class ResNet(Backbone):
                 drop_path_beyond_stride=drop_path_beyond_stride,
                 drop_path_schedule=drop_path_schedule,
                 attention_bottleneck_expansion=attention_bottleneck_expansion)
-            group = BlockGroup(channels, specs, use_squeeze_and_excite=use_squeeze_and_excite,
-                               activation=activation, norm_layer=norm_layer,
-                               block_config=block_config)
+            group_kwargs = dict(use_squeeze_and_excite=use_squeeze_and_excite,
+                                activation=activation, norm_layer=norm_layer,
+                                block_config=block_config)
+            if group_factory is None:
+                group = BlockGroup(channels, specs, **group_kwargs)
+            else:
+                group = group_factory(index, channels, specs, **group_kwargs)
             name = f"stage{index + 1}"
             self.add_module(name, group)
             self.stage_names.append(name)

@@ -22,40 +22,8 @@ from ..layers.activations import get_activation
 from ..layers.conv import NormLayer, default_norm_layer
 from ..layers.conv1d import Conv1D, batch_norm_1d
 from ..layers.drop_path import DropPath
-from ..layers.keras_batch_norm import KerasAxesBatchNorm
+from ..layers.dual_path_transformer import AttentionOperation
 from .max_deeplab_head import MaXDeepLabHead
-
-
-def _bn_settings(norm_layer: NormLayer) -> tuple[float, float]:
-    """(eps, momentum) of the batch norms ``norm_layer`` builds."""
-    probe = norm_layer(1)
-    return float(probe.eps), float(probe.momentum if probe.momentum is not None else 0.1)
-
-
-class AttentionOperation(nn.Module):
-    """Multi-head attention core of DeepLab2 (``AttentionOperation``).
-
-    ``softmax(BN(q k^T)) v``, then BN over (head, depth) and the activation. Query and
-    key are ``[N, heads, L, d]``, value ``[N, heads, d_v, M]``; returns ``[N, heads*d_v, L]``.
-    """
-
-    def __init__(self, num_heads: int, value_depth_per_head: int, *, activation: str = "relu",
-                 norm_layer: NormLayer = default_norm_layer):
-        super().__init__()
-        eps, momentum = _bn_settings(norm_layer)
-        self.batch_norm_similarity = norm_layer(num_heads)
-        self.batch_norm_retrieved_value = KerasAxesBatchNorm(
-            (1, num_heads, 1, value_depth_per_head), eps=eps, momentum=momentum)
-        self.activation = get_activation(activation)
-
-    def forward(self, query: torch.Tensor, key: torch.Tensor,
-                value: torch.Tensor) -> torch.Tensor:
-        similarity = torch.einsum("nhld,nhmd->nhlm", query, key)
-        weights = torch.softmax(self.batch_norm_similarity(similarity), dim=-1)
-        retrieved = torch.einsum("nhlm,nhdm->nhld", weights, value)
-        retrieved = self.activation(self.batch_norm_retrieved_value(retrieved))
-        n, heads, length, depth = retrieved.shape
-        return retrieved.permute(0, 1, 3, 2).reshape(n, heads * depth, length)
 
 
 class KMaXTransformerLayer(nn.Module):
@@ -130,7 +98,7 @@ class KMaXTransformerLayer(nn.Module):
         query, key, value = torch.split(qkv, [self.key_depth, self.key_depth, self.value_depth],
                                         dim=1)
         query, key = self._heads(query), self._heads(key)
-        value = value.reshape(n, self.num_heads, self.value_depth // self.num_heads, num_slots)
+        value = self._heads(value)
         pixel_value = self.pixel_v_conv_bn(pixel_space)
 
         # k-means assignment step: every pixel joins its arg-max mask slot.

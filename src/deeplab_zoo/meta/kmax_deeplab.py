@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..backbones.axial_resnet import attention_block_config
 from ..backbones.base import Backbone
 from ..data.datasets import DatasetInfo, get_dataset_info
 from ..heads.kmax_pixel_decoder import KMAX_PIXEL_DECODER_LAYOUTS, KMaXPixelDecoder
@@ -299,6 +300,13 @@ register_kmax_variant("kmax_deeplab_r50", "resnet50",
 for _size, _keep in (("tiny", 0.8), ("small", 0.7), ("base", 0.6), ("large", 0.4)):
     register_kmax_variant(f"kmax_deeplab_convnext_{_size}", f"convnext_{_size}",
                           drop_path_keep_prob=_keep)
+# DeepLab2's ``kmax_axial_resnet50`` (model/pixel_encoder/axial_resnet.py): the MaX-S
+# backbone with GeLU - ResNet-50-beta, axial blocks (default layer config) from stride 16,
+# output stride 32, linear drop path schedule; every config uses keep prob 0.8.
+register_kmax_variant("kmax_deeplab_axial_r50", "resnet50_beta", drop_path_keep_prob=0.8,
+                      encoder_args={"use_axial_beyond_stride": 16, "activation": "gelu",
+                                    "drop_path_schedule": "linear",
+                                    "block_config": attention_block_config()})
 
 
 # --------------------------------------------------------------------------------------
@@ -322,6 +330,7 @@ def _cfg(arch: str, tag: str, ckpt: str, keep: float, metrics: dict[str, float])
 
 _COCO = (  # arch, ckpt, keep, (val PQ, PQ_th, PQ_st, test PQ)
     ("kmax_deeplab_r50", "kmax_resnet50_coco_train", 1.0, (53.0, 58.3, 44.9, 53.4)),
+    ("kmax_deeplab_axial_r50", "kmax_maxs_gelu_coco_train", 0.8, (56.2, 62.2, 47.1, 56.4)),
     ("kmax_deeplab_convnext_tiny", "kmax_convnext_tiny_coco_train", 0.7, (55.3, 61.0, 46.7, 55.7)),
     ("kmax_deeplab_convnext_small", "kmax_convnext_small_coco_train", 0.6,
      (56.3, 62.2, 47.5, 57.0)),
@@ -337,6 +346,8 @@ _cfg("kmax_deeplab_convnext_large", "coco_unlabeled", "kmax_convnext_large_coco_
 
 _CITYSCAPES = (  # arch, ckpt, keep, (PQ, PQ_th, PQ_st, AP, mIoU)
     ("kmax_deeplab_r50", "kmax_resnet50_cityscapes_train", 1.0, (64.3, 57.7, 69.1, 38.5, 79.7)),
+    ("kmax_deeplab_axial_r50", "kmax_maxs_gelu_cityscapes_train", 0.8,
+     (66.4, 61.2, 70.2, 41.6, 82.1)),
     ("kmax_deeplab_convnext_tiny", "kmax_convnext_tiny_cityscapes_train", 0.8,
      (66.3, 60.2, 70.8, 41.2, 82.6)),
     ("kmax_deeplab_convnext_small", "kmax_convnext_small_cityscapes_train", 0.7,
