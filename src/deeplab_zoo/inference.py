@@ -73,15 +73,21 @@ class PredictMixin:
     """Adds ``predict`` to a meta-architecture with ``forward``/``postprocess``."""
 
     @torch.no_grad()
-    def predict(self, images: Any, *, batch_size: int | None = None) -> list[Prediction]:
+    def predict(self, images: Any, *, batch_size: int | None = None,
+                scales: Sequence[float] = (1.0,), flip: bool = False) -> list[Prediction]:
         """Runs the model on one image or a list of images of any size.
 
         Images are normalised with the model's mean/std, padded bottom/right with the
         mean pixel to ``k * output_stride + 1`` (as DeepLab2 pads to its crop),
-        post-processed, and cropped back to each image's size.
+        post-processed, and cropped back to each image's size. ``scales`` / ``flip``
+        evaluate at several scales and left-right flipped, averaged as DeepLab2 does.
         """
         if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
             raise ValueError(f"batch_size must be a positive int or None, got {batch_size!r}")
+        scales = tuple(float(s) for s in scales)
+        if not scales or min(scales) <= 0:
+            raise ValueError(f"scales must be a non-empty sequence of positive numbers, "
+                             f"got {scales!r}")
         single = not isinstance(images, (list, tuple))
         tensors = [to_float_image(im) for im in ([images] if single else images)]
         if not tensors:
@@ -92,23 +98,39 @@ class PredictMixin:
             results: list[Prediction | None] = [None] * len(tensors)
             for indices in _batches(tensors, batch_size):
                 batch = [tensors[i] for i in indices]
-                for index, prediction in zip(indices, self._predict_batch(batch)):
+                for index, prediction in zip(indices,
+                                             self._predict_batch(batch, scales, bool(flip))):
                     results[index] = prediction
         finally:
             self.train(was_training)
         return results[0] if single else results
 
-    def _predict_batch(self, tensors: list[torch.Tensor]) -> Iterable[Prediction]:
+    def padded_input_size(self, height: int, width: int) -> tuple[int, int]:
+        """Where ``predict`` pads an image of ``height x width`` to."""
+        return padded_size(height, self.output_stride), padded_size(width, self.output_stride)
+
+    def prepare_batch(self, tensors: list[torch.Tensor]) -> torch.Tensor:
+        """Same-size CHW [0, 1] images -> normalised, mean-padded NCHW batch."""
         device = next(self.parameters()).device
         mean = torch.tensor(self.mean, device=device).view(1, 3, 1, 1)
         std = torch.tensor(self.std, device=device).view(1, 3, 1, 1)
         height, width = tensors[0].shape[-2:]
-        ph, pw = padded_size(height, self.output_stride), padded_size(width, self.output_stride)
-        batch = torch.stack(tensors).to(device)
-        batch = (batch - mean) / std
+        ph, pw = self.padded_input_size(height, width)
+        batch = (torch.stack(tensors).to(device) - mean) / std
         # Padding with zeros after normalisation = padding with the mean pixel.
-        batch = torch.nn.functional.pad(batch, (0, pw - width, 0, ph - height))
-        outputs = self.forward(batch)
+        return torch.nn.functional.pad(batch, (0, pw - width, 0, ph - height))
+
+    def _predict_batch(self, tensors: list[torch.Tensor], scales: tuple[float, ...],
+                       flip: bool) -> Iterable[Prediction]:
+        height, width = tensors[0].shape[-2:]
+        batch = self.prepare_batch(tensors)
+        if scales == (1.0,) and not flip:
+            outputs = self.forward(batch)
+        elif hasattr(self, "forward_tta"):
+            outputs = self.forward_tta(batch, scales, flip)
+        else:
+            raise ValueError(f"{type(self).__name__} does not support multi-scale/flip "
+                             "inference")
         maps = self.postprocess(outputs)
         info = self.dataset
         center_points = maps.pop("center_points", None)

@@ -17,7 +17,7 @@ Inputs are normalised like every model here: ``x * (2 / 255) - 1`` = ``x / 127.5
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -27,7 +27,7 @@ from ..backbones.base import Backbone
 from ..data.datasets import DatasetInfo, register_dataset_info
 from ..data.voc import VOC_INFO
 from ..heads.classic_deeplab import DPC_BRANCH5_TOP1_CITYSCAPES, ClassicDeepLabHead
-from ..inference import Prediction, padded_size
+from ..inference import padded_size
 from ..layers.resize import resize_align_corners, scale_dimension
 from ..registry import PretrainedCfg, model_builder, register_model, register_pretrained
 from ..weights.convert import SKIP
@@ -114,47 +114,20 @@ class ClassicDeepLab(DeepLab):
             self.set_crop_size(crop)
         return total / count
 
-    @torch.no_grad()
-    def predict(self, images: Any, *, scales: Sequence[float] = (1.0,), flip: bool = False,
-                batch_size: int | None = None) -> Prediction | list[Prediction]:
-        """Semantic maps for one image or a list, evaluated as research/deeplab's ``eval.py``.
+    def forward_tta(self, x: torch.Tensor, scales: Sequence[float] = (1.0,),
+                    flip: bool = False) -> dict[str, torch.Tensor]:
+        """``semantic_probs`` averaged as research/deeplab's ``predict_labels_multi_scale``
+        (see :meth:`tta_probabilities`); ``predict(scales=..., flip=...)`` uses it."""
+        probs = self.tta_probabilities(x, scales, flip)
+        return {"semantic_logits": probs.clamp_min(1e-30).log(), "semantic_probs": probs}
 
-        Each image is normalised and padded (bottom/right, with the mean pixel) to the
-        eval crop (``crop_size``) or, if larger, to ``k * stride + 1`` (stride: the output
-        stride; Auto-DeepLab's deepest, 32, which keeps its cells aligned); with
-        ``scales != (1.0,)`` or ``flip``, softmax probabilities are averaged over scales
-        and left-right flips (e.g. ``scales=(0.5, 0.75, 1.0, 1.25, 1.5, 1.75), flip=True``).
-        """
-        scales = tuple(float(s) for s in scales)
-        if not scales:
-            raise ValueError("scales must not be empty")
-        self._tta = (scales, bool(flip))
-        try:
-            return super().predict(images, batch_size=batch_size)
-        finally:
-            self._tta = ((1.0,), False)
-
-    def _predict_batch(self, tensors: list[torch.Tensor]) -> Iterable[Prediction]:
-        device = next(self.parameters()).device
-        mean = torch.tensor(self.mean, device=device).view(1, 3, 1, 1)
-        std = torch.tensor(self.std, device=device).view(1, 3, 1, 1)
-        height, width = tensors[0].shape[-2:]
+    def padded_input_size(self, height: int, width: int) -> tuple[int, int]:
+        """research/deeplab's eval padding: to the eval crop (``crop_size``) or, if larger,
+        to ``k * stride + 1`` (stride: the output stride; Auto-DeepLab's deepest, 32,
+        which keeps its cells aligned)."""
         crop = self.config.crop_size or (0, 0)
         stride = getattr(self.encoder, "max_stride", self.output_stride)
-        ph = max(crop[0], padded_size(height, stride))
-        pw = max(crop[1], padded_size(width, stride))
-        batch = (torch.stack(tensors).to(device) - mean) / std
-        batch = F.pad(batch, (0, pw - width, 0, ph - height))  # zeros = the mean pixel
-        scales, flip = self._tta
-        if scales == (1.0,) and not flip:
-            semantic = self.postprocess(self(batch))["semantic_pred"]
-        else:
-            semantic = self.tta_probabilities(batch, scales, flip).argmax(1)
-        info = self.dataset
-        for i in range(batch.shape[0]):
-            yield Prediction(semantic=semantic[i, :height, :width].cpu().numpy(),
-                             label_divisor=info.label_divisor, void_label=info.void_label,
-                             colors=info.colors)
+        return max(crop[0], padded_size(height, stride)), max(crop[1], padded_size(width, stride))
 
 
 # --------------------------------------------------------------------------------------

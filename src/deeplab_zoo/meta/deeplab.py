@@ -87,32 +87,80 @@ class DeepLab(PredictMixin, nn.Module):
         """
         self.config.crop_size = None if crop_size is None else (int(crop_size[0]),
                                                                 int(crop_size[1]))
-        pool = None
-        if crop_size is not None:
-            pool = tuple(scale_dimension(c, 1.0 / self.output_stride) for c in crop_size)
-        self.decoder.set_pool_size(pool)
+        self.decoder.set_pool_size(self._pool_size())
 
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """``x``: normalised NCHW float. Returns DeepLab2's raw outputs at input size."""
-        size = x.shape[-2:]
-        outputs = self.decoder(self.encoder(x))
+    def _pool_size(self, scale: float = 1.0) -> tuple[int, int] | None:
+        """ASPP pool window for the crop, scaled as DeepLab2's multi-scale eval scales it."""
+        if self.config.crop_size is None:
+            return None
+        pool = [scale_dimension(c, 1.0 / self.output_stride) for c in self.config.crop_size]
+        return tuple(scale_dimension(p, scale) for p in pool)
+
+    @staticmethod
+    def _resize_outputs(outputs: dict[str, torch.Tensor], size: Sequence[int],
+                        flipped: bool = False) -> dict[str, torch.Tensor]:
+        """DeepLab2's ``_resize_predictions``: un-flip (negating dx), then resize to ``size``."""
         resized = {}
         for key, value in outputs.items():
+            if flipped:
+                value = value.flip(-1)
+                if "offset" in key:
+                    value = value * value.new_tensor([1.0, -1.0]).view(1, 2, 1, 1)
             if "offset" in key:
                 resized[key] = resize_and_rescale_offsets(value, size)
             else:
                 resized[key] = resize_align_corners(value, size)
         return resized
 
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``x``: normalised NCHW float. Returns DeepLab2's raw outputs at input size."""
+        return self._resize_outputs(self.decoder(self.encoder(x)), x.shape[-2:])
+
+    def forward_tta(self, x: torch.Tensor, scales: Sequence[float] = (1.0,),
+                    flip: bool = False) -> dict[str, torch.Tensor]:
+        """DeepLab2's multi-scale / flipped evaluation (``eval_scales``, ``add_flipped_images``).
+
+        Per scale the image is resized (bilinear, align_corners) to
+        ``(size - 1) * scale + 1`` and the ASPP pool window scaled likewise; every raw
+        output is resized back to the input size (flipped ones un-flipped, dx negated)
+        and averaged. ``semantic_probs`` is the average of the per-pass softmax, which
+        is what DeepLab2's post-processor takes the argmax of.
+        """
+        if not scales or any(float(s) <= 0 for s in scales):
+            raise ValueError(f"scales must be a non-empty sequence of positive numbers, "
+                             f"got {scales!r}")
+        size = x.shape[-2:]
+        passes: list[dict[str, torch.Tensor]] = []
+        try:
+            for scale in map(float, scales):
+                image = x if scale == 1.0 else resize_align_corners(
+                    x, [scale_dimension(s, scale) for s in size])
+                self.decoder.set_pool_size(self._pool_size(scale))
+                for flipped in (False, True) if flip else (False,):
+                    raw = self.decoder(self.encoder(image.flip(-1) if flipped else image))
+                    out = self._resize_outputs(raw, size, flipped)
+                    out["semantic_probs"] = torch.softmax(out["semantic_logits"].float(), dim=1)
+                    passes.append(out)
+        finally:
+            self.decoder.set_pool_size(self._pool_size())
+        return {key: torch.stack([p[key] for p in passes]).mean(0) for key in passes[0]}
+
     @torch.no_grad()
     def postprocess(self, outputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """DeepLab2's post-processed maps from ``forward``'s outputs (batched)."""
+        """DeepLab2's post-processed maps from ``forward``'s outputs (batched).
+
+        With ``semantic_probs`` (from :meth:`forward_tta`) the classes come from the
+        averaged probabilities, as in DeepLab2; otherwise from ``semantic_logits``.
+        """
+        logits = outputs["semantic_logits"].float()
+        if "semantic_probs" in outputs:  # softmax(log p) = p: argmax of the averaged probs
+            logits = outputs["semantic_probs"].float().clamp_min(1e-30).log()
         if not self.is_panoptic:
-            return {"semantic_pred": semantic_argmax(outputs["semantic_logits"].float())}
+            return {"semantic_pred": semantic_argmax(logits)}
         cfg = self.postprocess_config
         # The native ops when built (bit-identical to the pure-PyTorch reference).
         return ops.panoptic_deeplab_postprocess(
-            outputs["semantic_logits"].float(), outputs["center_heatmap"].float(),
+            logits, outputs["center_heatmap"].float(),
             outputs["offset_map"].float(), thing_class_ids=self.dataset.thing_class_ids,
             label_divisor=self.dataset.label_divisor, stuff_area_limit=cfg.stuff_area_limit,
             center_threshold=cfg.center_threshold, nms_kernel=cfg.nms_kernel,
