@@ -30,20 +30,19 @@ from ..data.datasets import DatasetInfo, get_dataset_info
 from ..heads.kmax_pixel_decoder import KMAX_PIXEL_DECODER_LAYOUTS, KMaXPixelDecoder
 from ..heads.kmax_transformer_decoder import KMaXTransformerDecoder
 from ..heads.max_deeplab_head import MaXDeepLabHead
-from ..inference import PredictMixin
 from ..layers.conv import batch_norm
 from ..postprocess.mask_transformer import (
     MaskTransformerPostprocessConfig,
-    mask_transformer_postprocess,
 )
 from ..registry import PretrainedCfg, model_builder, register_model, register_pretrained
 from .deeplab import ModelConfig
+from .mask_transformer import MaskTransformerMixin
 
 RAW_OUTPUTS = ("semantic_logits", "pixel_space_normalized_feature", "pixel_space_mask_logits",
                "transformer_class_logits")
 
 
-class KMaXDeepLab(PredictMixin, nn.Module):
+class KMaXDeepLab(MaskTransformerMixin, nn.Module):
     """Pixel encoder + pixel decoder + k-means transformer decoder + prediction head.
 
     ``mask_output_stride`` is the stride of the mask logits (2 or 4); ``postprocess``
@@ -94,29 +93,6 @@ class KMaXDeepLab(PredictMixin, nn.Module):
         if self.training:
             outputs["auxiliary_outputs"] = tuple(auxiliary)
         return outputs
-
-    def input_size_of(self, outputs: Mapping[str, torch.Tensor]) -> tuple[int, int]:
-        """Input size implied by the mask logits: ``(h - 1) * stride + 1`` (exact for
-        inputs of size ``k * 32 + 1``, which ``predict`` pads to)."""
-        h, w = outputs["pixel_space_mask_logits"].shape[-2:]
-        return ((h - 1) * self.mask_output_stride + 1, (w - 1) * self.mask_output_stride + 1)
-
-    @torch.no_grad()
-    def postprocess(self, outputs: Mapping[str, torch.Tensor],
-                    output_size: Sequence[int] | None = None) -> dict[str, torch.Tensor]:
-        """DeepLab2's mask-transformer post-processing, batched.
-
-        ``output_size`` defaults to :meth:`input_size_of` (DeepLab2 uses its eval crop,
-        which equals the input size). Returns ``panoptic_pred``, ``semantic_pred``,
-        ``instance_pred`` (int32) and ``instance_scores``, ``semantic_scores`` (float32),
-        all ``[N, H, W]``.
-        """
-        size = tuple(output_size) if output_size is not None else self.input_size_of(outputs)
-        return mask_transformer_postprocess(
-            outputs["pixel_space_mask_logits"], outputs["transformer_class_logits"],
-            thing_class_ids=self.dataset.thing_class_ids, void_label=self.dataset.ignore_label,
-            label_divisor=self.dataset.label_divisor, output_size=size,
-            config=self.postprocess_config)
 
 
 # --------------------------------------------------------------------------------------

@@ -40,21 +40,20 @@ from ..backbones.max_deeplab import (
 )
 from ..data.datasets import DatasetInfo, get_dataset_info
 from ..heads.max_deeplab_head import MaXDeepLabHead
-from ..inference import PredictMixin
 from ..layers.conv import batch_norm
 from ..layers.resize import scale_dimension
 from ..postprocess.mask_transformer import (
     MaskTransformerPostprocessConfig,
-    mask_transformer_postprocess,
 )
 from ..registry import PretrainedCfg, register_model, register_pretrained
 from .deeplab import ModelConfig
+from .mask_transformer import MaskTransformerMixin
 
 RAW_OUTPUTS = ("semantic_logits", "pixel_space_normalized_feature", "pixel_space_mask_logits",
                "transformer_class_logits")
 
 
-class MaXDeepLab(PredictMixin, nn.Module):
+class MaXDeepLab(MaskTransformerMixin, nn.Module):
     """MaX-DeepLab encoder + prediction head (+ post-processing)."""
 
     def __init__(self, encoder: MaXDeepLabEncoder, predictor: MaXDeepLabHead, *,
@@ -96,29 +95,6 @@ class MaXDeepLab(PredictMixin, nn.Module):
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """``x``: normalised NCHW float. Returns DeepLab2's raw outputs at native strides."""
         return self.predictor(self.encoder(x))
-
-    def input_size_of(self, outputs: Mapping[str, torch.Tensor]) -> tuple[int, int]:
-        """Input size implied by the mask logits: ``(h - 1) * stride + 1`` (exact for
-        inputs of size ``k * 16 + 1``, which ``predict`` pads to)."""
-        h, w = outputs["pixel_space_mask_logits"].shape[-2:]
-        return ((h - 1) * self.mask_output_stride + 1, (w - 1) * self.mask_output_stride + 1)
-
-    @torch.no_grad()
-    def postprocess(self, outputs: Mapping[str, torch.Tensor],
-                    output_size: Sequence[int] | None = None) -> dict[str, torch.Tensor]:
-        """DeepLab2's MaX-DeepLab post-processing (pixel-wise), batched.
-
-        ``output_size`` defaults to :meth:`input_size_of` (DeepLab2 uses its eval crop,
-        which equals the input size). Returns ``panoptic_pred``, ``semantic_pred``,
-        ``instance_pred`` (int32) and ``instance_scores``, ``semantic_scores`` (float32),
-        all ``[N, H, W]``.
-        """
-        size = tuple(output_size) if output_size is not None else self.input_size_of(outputs)
-        return mask_transformer_postprocess(
-            outputs["pixel_space_mask_logits"], outputs["transformer_class_logits"],
-            thing_class_ids=self.dataset.thing_class_ids, void_label=self.dataset.ignore_label,
-            label_divisor=self.dataset.label_divisor, output_size=size,
-            config=self.postprocess_config)
 
 
 # --------------------------------------------------------------------------------------
