@@ -272,24 +272,10 @@ def panoptic_deeplab_postprocess(semantic_logits: torch.Tensor, center_heatmap: 
     if not _use_native(backend, logits.device):
         return reference.panoptic_deeplab_postprocess(semantic_logits, center_heatmap,
                                                       offset_map, **kwargs)
-    heat = reference._check_map("center_heatmap", center_heatmap, 4, "[N, 1, H, W]")
-    offsets = reference._check_map("offset_map", offset_map, 4, "[N, 2, H, W]")
+    logits, heat, offsets = reference.check_head_outputs(logits, center_heatmap, offset_map)
     batch, num_classes, height, width = logits.shape
-    if num_classes == 0:
-        raise ValueError(f"semantic_logits has no classes: shape {tuple(logits.shape)}")
-    if tuple(heat.shape) != (batch, 1, height, width):
-        raise ValueError(f"center_heatmap must be [N, 1, H, W] = {(batch, 1, height, width)} "
-                         f"to match semantic_logits, got {tuple(heat.shape)}")
-    if tuple(offsets.shape) != (batch, 2, height, width):
-        raise ValueError(f"offset_map must be [N, 2, H, W] = {(batch, 2, height, width)} "
-                         f"to match semantic_logits, got {tuple(offsets.shape)}")
     device = logits.device
-    if heat.device != device or offsets.device != device:
-        raise ValueError(f"inputs must be on one device, got semantic_logits on {device}, "
-                         f"center_heatmap on {heat.device}, offset_map on {offsets.device}")
     logits = reference._as_float32("semantic_logits", logits)
-    heat = reference._as_float32("center_heatmap", heat)
-    offsets = reference._as_float32("offset_map", offsets)
     kernel = reference._check_int("nms_kernel", nms_kernel, 1)
     keep_k = reference._check_int("keep_k_centers", keep_k_centers)
     divisor = reference._check_int("label_divisor", label_divisor, 1)

@@ -418,6 +418,29 @@ def merge_semantic_and_instance(semantic: torch.Tensor, instance: torch.Tensor, 
     return panoptic.to(torch.int32).reshape(semantic.shape)
 
 
+def check_head_outputs(semantic_logits: Any, center_heatmap: Any, offset_map: Any
+                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Validates the three head outputs (shapes, one device); returns them with the
+    heatmap and offsets as float32. ValueError names the offending argument."""
+    logits = _check_map("semantic_logits", semantic_logits, 4, "[N, C, H, W]")
+    heat = _check_map("center_heatmap", center_heatmap, 4, "[N, 1, H, W]")
+    offsets = _check_map("offset_map", offset_map, 4, "[N, 2, H, W]")
+    batch, num_classes, height, width = logits.shape
+    if num_classes == 0:
+        raise ValueError(f"semantic_logits has no classes: shape {tuple(logits.shape)}")
+    if tuple(heat.shape) != (batch, 1, height, width):
+        raise ValueError(f"center_heatmap must be [N, 1, H, W] = {(batch, 1, height, width)} "
+                         f"to match semantic_logits, got {tuple(heat.shape)}")
+    if tuple(offsets.shape) != (batch, 2, height, width):
+        raise ValueError(f"offset_map must be [N, 2, H, W] = {(batch, 2, height, width)} "
+                         f"to match semantic_logits, got {tuple(offsets.shape)}")
+    device = logits.device
+    if heat.device != device or offsets.device != device:
+        raise ValueError(f"inputs must be on one device, got semantic_logits on {device}, "
+                         f"center_heatmap on {heat.device}, offset_map on {offsets.device}")
+    return logits, _as_float32("center_heatmap", heat), _as_float32("offset_map", offsets)
+
+
 def panoptic_deeplab_postprocess(semantic_logits: torch.Tensor, center_heatmap: torch.Tensor,
                                  offset_map: torch.Tensor, *,
                                  thing_class_ids: Sequence[int] | torch.Tensor,
@@ -448,24 +471,9 @@ def panoptic_deeplab_postprocess(semantic_logits: torch.Tensor, center_heatmap: 
         plus ``center_points`` / ``center_scores``: per-image lists of the [K, 2] int64
         (y, x) centres (instance id k + 1 is centre k) and their [K] float32 scores.
     """
-    logits = _check_map("semantic_logits", semantic_logits, 4, "[N, C, H, W]")
-    heat = _check_map("center_heatmap", center_heatmap, 4, "[N, 1, H, W]")
-    offsets = _check_map("offset_map", offset_map, 4, "[N, 2, H, W]")
+    logits, heat, offsets = check_head_outputs(semantic_logits, center_heatmap, offset_map)
     batch, num_classes, height, width = logits.shape
-    if num_classes == 0:
-        raise ValueError(f"semantic_logits has no classes: shape {tuple(logits.shape)}")
-    if tuple(heat.shape) != (batch, 1, height, width):
-        raise ValueError(f"center_heatmap must be [N, 1, H, W] = {(batch, 1, height, width)} "
-                         f"to match semantic_logits, got {tuple(heat.shape)}")
-    if tuple(offsets.shape) != (batch, 2, height, width):
-        raise ValueError(f"offset_map must be [N, 2, H, W] = {(batch, 2, height, width)} "
-                         f"to match semantic_logits, got {tuple(offsets.shape)}")
     device = logits.device
-    if heat.device != device or offsets.device != device:
-        raise ValueError(f"inputs must be on one device, got semantic_logits on {device}, "
-                         f"center_heatmap on {heat.device}, offset_map on {offsets.device}")
-    heat = _as_float32("center_heatmap", heat)
-    offsets = _as_float32("offset_map", offsets)
     kernel = _check_int("nms_kernel", nms_kernel, 1)
     keep_k = _check_int("keep_k_centers", keep_k_centers)
     _check_int("label_divisor", label_divisor, 1)
