@@ -1,4 +1,4 @@
-"""``deeplab-zoo`` command line: list, predict, convert, demo."""
+"""``deeplab-zoo`` command line: list, predict, convert, evaluate, train, demo."""
 from __future__ import annotations
 
 import argparse
@@ -98,20 +98,62 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    import torch
-
     from .data.synthetic import make_scene
     from .factory import create_model
 
-    image, _ = make_scene(seed=args.seed)
-    torch.manual_seed(0)
-    model = create_model("panoptic_deeplab_mobilenet_v3_small_os32")
-    print("note: the trained demo weights are not shipped yet; this runs the full pipeline "
-          "(normalise, pad, forward, post-process, overlay) with untrained weights.",
-          file=sys.stderr)
+    image, _ = make_scene(seed=args.seed, num_things=6)
+    # The demo model's weights ship inside the package: no network access.
+    model = create_model("demo", pretrained=True)
     prediction = model.predict(image)
     _write_png(args.out, np.concatenate([image, prediction.overlay(image)], axis=1))
-    print(f"wrote {args.out}: input | overlay ({image.shape[1]}x{image.shape[0]})")
+    things = int((np.unique(prediction.panoptic) % prediction.label_divisor > 0).sum())
+    print(f"wrote {args.out}: input | overlay ({image.shape[1]}x{image.shape[0]}, "
+          f"{things} thing instances)")
+    return 0
+
+
+def _train_config(args: argparse.Namespace):
+    from .train import TrainConfig, get_preset
+
+    overrides = {key: value for key, value in (
+        ("model", args.model), ("dataset", args.dataset), ("data_dir", args.data_dir),
+        ("steps", args.steps), ("batch_size", args.batch_size), ("lr", args.lr),
+        ("warmup_steps", args.warmup_steps), ("optimizer", args.optimizer),
+        ("batch_norm", args.batch_norm), ("save_every", args.save_every),
+        ("log_every", args.log_every), ("seed", args.seed), ("init_weights", args.init_weights),
+        ("crop_size", tuple(args.crop_size) if args.crop_size else None),
+        ("image_size", tuple(args.image_size) if args.image_size else None),
+        ("num_images", args.num_images)) if value is not None}
+    overrides.update(num_workers=args.num_workers, progress=not args.no_progress)
+    if args.amp:
+        overrides["amp"] = True
+    if args.grad_checkpointing:
+        overrides["grad_checkpointing"] = True
+    if args.preset:
+        return get_preset(args.preset, **overrides)
+    if "model" not in overrides and not args.resume:
+        raise ValueError("train needs --model (or --preset)")
+    return TrainConfig(**overrides)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    if args.list_presets:
+        from .train import list_presets
+
+        print("\n".join(list_presets()))
+        return 0
+    if not args.out:
+        raise ValueError("train needs --out DIR")
+    from .train import Trainer
+
+    trainer = Trainer(_train_config(args), args.out, resume=args.resume, device=args.device)
+    try:
+        summary = trainer.run()
+    finally:
+        trainer.close()
+    if trainer.dist.is_main:
+        print(f"trained to step {summary['step']} in {summary['seconds']:.1f} s; "
+              f"output in {args.out}")
     return 0
 
 
@@ -142,6 +184,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="demo.png", help="output PNG (default demo.png)")
     p.add_argument("--seed", type=int, default=0, help="synthetic scene seed")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("train", help="train a model (one process, or under torchrun: DDP)")
+    p.add_argument("--preset", help="a named recipe (see --list-presets), e.g. "
+                   "panoptic_deeplab_resnet50_os32.cityscapes or demo")
+    p.add_argument("--model", help="registry name (+tag) to train")
+    p.add_argument("--dataset", help="dataset name (default: synthetic)")
+    p.add_argument("--data-dir", help="dataset root folder")
+    p.add_argument("--out", help="output directory (checkpoints, logs, final weights)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from the newest checkpoint in --out (exactly)")
+    p.add_argument("--steps", type=int, help="training steps")
+    p.add_argument("--batch-size", type=int, help="global batch size")
+    p.add_argument("--lr", type=float, help="base learning rate")
+    p.add_argument("--warmup-steps", type=int, help="linear warmup steps")
+    p.add_argument("--optimizer", choices=("adam", "adamw", "sgd"))
+    p.add_argument("--crop-size", type=int, nargs=2, metavar=("H", "W"))
+    p.add_argument("--batch-norm", choices=("default", "sync", "frozen"))
+    p.add_argument("--amp", action="store_true", help="mixed precision (bf16 on CPU, fp16 GPU)")
+    p.add_argument("--grad-checkpointing", action="store_true",
+                   help="recompute encoder blocks in backward (less memory)")
+    p.add_argument("--num-workers", type=int, default=2, help="data loader workers")
+    p.add_argument("--save-every", type=int, help="checkpoint interval (steps)")
+    p.add_argument("--log-every", type=int, help="scalar log interval (steps)")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--init-weights", help="initial weights: a tag or a weights path")
+    p.add_argument("--image-size", type=int, nargs=2, metavar=("H", "W"),
+                   help="synthetic dataset: scene size")
+    p.add_argument("--num-images", type=int, help="synthetic dataset: number of scenes")
+    p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--list-presets", action="store_true", help="print the preset names")
+    p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="evaluate a model on a dataset (PQ, mIoU)")
     p.add_argument("--model", required=True, help="registry name (+tag)")

@@ -2,6 +2,7 @@
 from . import axial_deeplab as axial_deeplab
 from . import classic_deeplab as classic_deeplab
 from . import deeplab as deeplab
+from . import demo as demo
 from . import kmax_deeplab as kmax_deeplab
 from . import max_deeplab as max_deeplab
 from .deeplab import DeepLab

@@ -47,7 +47,7 @@ NAMESPACE = "deeplab_zoo"
 BUILD_HINT = "build it with `python -m deeplab_zoo.ops.build`"
 # Modules of this package whose `register_fakes()` registers the fake (meta) kernels of
 # their ops once the library is loaded.
-FAKE_MODULES = ("panoptic",)
+FAKE_MODULES = ("panoptic", "axial")
 
 
 @dataclass(frozen=True)

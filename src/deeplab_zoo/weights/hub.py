@@ -82,6 +82,21 @@ def convert_tf_checkpoint(model: nn.Module, checkpoint: str | os.PathLike) -> No
     load_tf_variables(model, read_tf_checkpoint(checkpoint), strict=True)
 
 
+PACKAGE_SCHEME = "package://"
+
+
+def packaged_file(url: str) -> Path:
+    """``package://<package>/<path>``: a data file shipped inside an installed package."""
+    from importlib.resources import files
+
+    package, _, relative = url[len(PACKAGE_SCHEME):].partition("/")
+    path = Path(str(files(package).joinpath(relative)))
+    if not path.is_file():
+        raise CheckpointError(f"packaged weights {url} are missing at {path}; reinstall the "
+                              f"package (or run the script that writes them)")
+    return path
+
+
 def load_pretrained(model: nn.Module, cfg: PretrainedCfg) -> None:
     """Loads the released weights of ``cfg`` into ``model`` (cache first)."""
     if cfg.hf_hub_id:
@@ -90,6 +105,9 @@ def load_pretrained(model: nn.Module, cfg: PretrainedCfg) -> None:
     if not cfg.url:
         raise CheckpointError(f"{cfg.name!r} has no released weights; "
                               f"deeplab_zoo.list_pretrained() lists those that do")
+    if cfg.url.startswith(PACKAGE_SCHEME):
+        load_weights(model, packaged_file(cfg.url))
+        return
     cached = cached_weights_path(cfg)
     if cached.is_file():
         load_weights(model, cached)
