@@ -336,15 +336,41 @@ def test_similarity_moments_match_materialised_terms(native):
 
 
 def test_fused_normalize_sum_equals_normalize_sum():
+    """Output, gradients (terms, weight, bias) and running statistics agree with the
+    plain per-term norm, and each term's gradient is laid out like the term."""
     for training in (True, False):
         norm = _norms(3, 4, 3, 2, seed=0, training=training)[1]
         fused = copy.deepcopy(norm)
         gen = torch.Generator().manual_seed(1)
         storage = torch.randn(2, 50, 130, 3, 4, generator=gen)  # [R, B, L, H, dv]
-        terms = [t.transpose(1, 2) for t in storage]  # [B, H, L, dv] views
-        _close(fused.fused_normalize_sum(terms), norm.normalize_sum(terms), 1e-6, "output")
+        grad = torch.randn(50, 3, 130, 4, generator=gen)
+        results = []
+        for module, fn in ((fused, fused.fused_normalize_sum), (norm, norm.normalize_sum)):
+            leaf = storage.clone().requires_grad_()
+            terms = [t.transpose(1, 2) for t in leaf]  # [B, H, L, dv] views
+            out = fn(terms)
+            out.backward(grad)
+            results.append((out, leaf.grad, module.weight.grad, module.bias.grad))
+        for name, got, want in zip(("output", "term grads", "weight grad", "bias grad"),
+                                   *results):
+            _close(got, want, 1e-5, name)
         _close(fused.running_var, norm.running_var, 1e-6, "running_var")
         _close(fused.running_mean, norm.running_mean, 1e-6, "running_mean")
+        assert fused.num_batches_tracked == norm.num_batches_tracked
+
+
+def test_fused_normalize_sum_gradcheck():
+    norm = _norms(3, 4, 3, 2, seed=0, training=True)[1].double()
+    weight, bias = (p.detach().clone().requires_grad_() for p in (norm.weight, norm.bias))
+    del norm.weight, norm.bias  # plain tensors from here on, so gradients reach the inputs
+    gen = torch.Generator().manual_seed(2)
+    storage = torch.randn(2, 3, 5, 3, 4, generator=gen, dtype=torch.float64)
+
+    def fn(storage, weight, bias):
+        norm.weight, norm.bias = weight, bias
+        return norm.fused_normalize_sum([t.transpose(1, 2) for t in storage])
+
+    assert torch.autograd.gradcheck(fn, (storage.requires_grad_(), weight, bias))
 
 
 # --- torch.library / torch.compile / torch.export ----------------------------------------------

@@ -54,6 +54,74 @@ def norm_layer_settings(norm_layer: NormLayer) -> tuple[float, float | None]:
     return float(getattr(probe, "eps", 1e-3)), getattr(probe, "momentum", 0.01)
 
 
+def _sum_of_products(x: torch.Tensor, y: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
+    """``(x * y).sum(dims, keepdim=True)`` in slices along ``dims[0]``: temporaries of
+    1/8 of the operands instead of their full size."""
+    axis = dims[0]
+    step = max(1, -(-x.shape[axis] // 8))
+    total = None
+    for start in range(0, x.shape[axis], step):
+        width = min(step, x.shape[axis] - start)
+        part = (x.narrow(axis, start, width) * y.narrow(axis, start, width)).sum(
+            dims, keepdim=True)
+        total = part if total is None else total.add_(part)
+    return total
+
+
+class _BatchNormSum(torch.autograd.Function):
+    """``sum_t batch_norm_t(terms[t])`` with batch statistics (biased variance) over
+    ``dims``; weight / bias ``[T, *param]``. Returns (sum, means [T, *param], variances
+    [T, *param]); the statistics are for the running averages (not differentiable)."""
+
+    @staticmethod
+    def forward(ctx, weight: torch.Tensor, bias: torch.Tensor, eps: float,
+                dims: tuple[int, ...], *terms: torch.Tensor):
+        means, variances, invs = [], [], []
+        out = shift = None
+        for index, term in enumerate(terms):
+            var, mean = torch.var_mean(term, dim=dims, keepdim=True, correction=0)
+            inv = torch.rsqrt(var + eps)
+            scale = inv * weight[index]
+            term_shift = bias[index] - mean * scale
+            shift = term_shift if shift is None else shift + term_shift
+            out = torch.mul(term, scale) if out is None else out.addcmul_(term, scale)
+            means.append(mean)
+            variances.append(var)
+            invs.append(inv)
+        out.add_(shift)
+        ctx.save_for_backward(weight, *terms, *means, *invs)
+        ctx.dims = dims
+        ctx.count = terms[0].numel() // weight[0].numel()
+        means, variances = torch.stack(means), torch.stack(variances)
+        ctx.mark_non_differentiable(means, variances)
+        return out, means, variances
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: torch.Tensor, _grad_means: torch.Tensor,
+                 _grad_variances: torch.Tensor):
+        weight, *saved = ctx.saved_tensors
+        num = len(saved) // 3
+        terms, means, invs = saved[:num], saved[num:2 * num], saved[2 * num:]
+        grad_sum = grad.sum(ctx.dims, keepdim=True)
+        term_grads, weight_grads = [], []
+        for index, term in enumerate(terms):
+            mean, inv = means[index], invs[index]
+            # sum(g * xhat) with xhat = (x - mean) * inv, without materialising xhat.
+            grad_xhat = inv * (_sum_of_products(grad, term, ctx.dims) - mean * grad_sum)
+            # dx = a g + b x + c: the batch-norm gradient, expanded so that it is one
+            # output tensor (laid out like the term) written by two fused passes.
+            a = weight[index] * inv
+            b = -a * inv * grad_xhat / ctx.count
+            c = -a * grad_sum / ctx.count - b * mean
+            term_grad = torch.mul(term, b).addcmul_(grad, a).add_(c)
+            term_grads.append(term_grad)
+            weight_grads.append(grad_xhat)
+        grad_weight = torch.stack(weight_grads).reshape(weight.shape)
+        grad_bias = grad_sum.expand(len(terms), *grad_sum.shape).reshape(weight.shape)
+        return grad_weight, grad_bias, None, None, *term_grads
+
+
 class MultiAxisBatchNorm(nn.Module):
     """Batch norm with statistics per entry of ``param_shape`` (Keras ``axis=[...]``).
 
@@ -115,44 +183,30 @@ class MultiAxisBatchNorm(nn.Module):
         return out
 
     def fused_normalize_sum(self, terms: Sequence[torch.Tensor]) -> torch.Tensor:
-        """:meth:`normalize_sum` through ``F.batch_norm`` (one fused kernel per term and a
-        fused backward): the same up to float rounding, several times faster in training.
-
-        Each term is viewed as ``[N, C]``, its normalised axes (those where the parameters
-        have size 1) first, then the parameter axes; that is free when the term's memory
-        is laid out that way (the fused axial attention op returns [B, L, heads, dv]
-        storage seen as [B, heads, L, dv]), a copy otherwise. Falls back to
-        :meth:`normalize_sum` where ``F.batch_norm`` would differ (``momentum=None``, or
-        a single value per parameter in training) and for tiny terms.
-        """
+        """:meth:`normalize_sum` with a memory-lean autograd formula: the same up to float
+        rounding. In training the forward writes one output (no per-term normalised
+        tensors) and the backward keeps nothing but the terms (which the caller holds
+        anyway) and per-channel statistics; each gradient is laid out like its term, so
+        the fused axial attention op reads it without a copy. In eval mode the norm is an
+        affine map and :meth:`normalize_sum` runs it."""
         if len(terms) != self.param_shape[0]:
             raise ValueError(f"MultiAxisBatchNorm: expected {self.param_shape[0]} terms, "
                              f"got {len(terms)}")
         shape = self.param_shape[1:]
-        if terms[0].dim() != len(shape):
-            raise ValueError(f"MultiAxisBatchNorm: term of shape {tuple(terms[0].shape)} does "
-                             f"not match parameters of shape {shape}")
-        reduced = [d for d, size in enumerate(shape) if size == 1]
-        kept = [d for d, size in enumerate(shape) if size != 1]
-        order = reduced + kept
-        count = math.prod([terms[0].shape[d] for d in reduced])
-        channels = math.prod([shape[d] for d in kept])
-        if (self.momentum is None or (self.training and count <= 1)
-                or count * channels < 1 << 16):  # tiny: F.batch_norm's threading costs more
+        if any(term.shape != terms[0].shape for term in terms) or terms[0].dim() != len(shape):
+            raise ValueError(f"MultiAxisBatchNorm: terms of shapes "
+                             f"{[tuple(t.shape) for t in terms]} do not match parameters of "
+                             f"shape {shape}")
+        if not self.training:
             return self.normalize_sum(terms)
-        out = None
-        for index, term in enumerate(terms):
-            y = F.batch_norm(term.permute(order).reshape(count, channels),
-                             self.running_mean[index].reshape(channels),
-                             self.running_var[index].reshape(channels),
-                             self.weight[index].reshape(channels),
-                             self.bias[index].reshape(channels),
-                             self.training, self.momentum, self.eps)
-            out = y if out is None else out.add_(y)  # (batch_norm keeps no output)
-        if self.training:
-            self.num_batches_tracked.add_(1)
-        permuted = [terms[0].shape[d] for d in order]
-        return out.reshape(permuted).permute([order.index(d) for d in range(len(order))])
+        dims = tuple(d for d, size in enumerate(shape) if size == 1)
+        out, means, variances = _BatchNormSum.apply(self.weight, self.bias, self.eps, dims,
+                                                    *terms)
+        count = terms[0].numel() // math.prod(shape)
+        for index in range(len(terms)):
+            self._update_running_stats(index, means[index], variances[index], count)
+        self.num_batches_tracked.add_(1)
+        return out
 
     def term_affine(self, moments: Callable[[], tuple[torch.Tensor, torch.Tensor, int]]
                     ) -> tuple[torch.Tensor, torch.Tensor]:

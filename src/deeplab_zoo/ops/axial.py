@@ -182,7 +182,8 @@ def _rpe_moments(x: torch.Tensor, rpe: torch.Tensor) -> tuple[torch.Tensor, torc
 
 
 def _rpe_moments_backward(x: torch.Tensor, rpe: torch.Tensor, grad_mean: torch.Tensor,
-                          grad_var: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                          grad_var: torch.Tensor, grad_x: torch.Tensor | None = None
+                          ) -> tuple[torch.Tensor, torch.Tensor]:
     # d var / d x_bl = 2 / N (Rc_l x_bl + M rm_l (x_bl . rm_l - mean));
     # d var / d r_lm = 2 / N sum_h (Cc_hl r_lm + B xm_hl (xm_hl . r_lm - mean_h)),
     # Cc_hl = sum_b xc xc'; d mean / d x_bl = M rm_l / N, d mean / d r_lm = B xm_hl / N.
@@ -192,13 +193,19 @@ def _rpe_moments_backward(x: torch.Tensor, rpe: torch.Tensor, grad_mean: torch.T
     count = batch * length * keys
     xm, rm, gram_c, _, mean = _rpe_stats(x, rpe)
     gm, gv = grad_mean / count, 2 * grad_var / count  # [H]
-    grad_x = torch.empty_like(x)
+    # Accumulates into grad_x when given (one buffer less at the backward's peak).
+    accumulate = grad_x is not None
+    grad_x = torch.empty_like(x) if grad_x is None else grad_x
     gram_x = rpe.new_zeros(gram_c.shape)  # sum_h gv_h Cc_hl
     for h in range(heads):
         xh = _per_query(x, h)  # [L, B, d]
         out = xh @ gram_c
         out.addcmul_(rm[:, None], _dot(xh, rm[:, None])[..., None] - mean[h], value=keys)
-        _per_query(grad_x, h).copy_(out.mul_(gv[h]).add_(rm[:, None] * (gm[h] * keys)))
+        out.mul_(gv[h]).add_(rm[:, None] * (gm[h] * keys))
+        if accumulate:
+            _per_query(grad_x, h).add_(out)
+        else:
+            _per_query(grad_x, h).copy_(out)
         del out
         xc = xh - xm[h, :, None]
         gram_x.add_((xc.transpose(1, 2) @ xc) * gv[h])
@@ -243,13 +250,12 @@ class _SimilarityMoments(torch.autograd.Function):
             grad_q, grad_k = _content_moments_backward(query, key, grad_mean[t], grad_var[t])
             t += 1
         if query_rpe is not None:
-            gq, grad_rq = _rpe_moments_backward(query, query_rpe, grad_mean[t], grad_var[t])
-            grad_q = gq if grad_q is None else grad_q + gq
+            grad_q, grad_rq = _rpe_moments_backward(query, query_rpe, grad_mean[t], grad_var[t],
+                                                    grad_q)
             t += 1
         if key_rpe is not None:
-            gk, grad_rk = _rpe_moments_backward(key, key_rpe.transpose(0, 1), grad_mean[t],
-                                                grad_var[t])
-            grad_k = gk if grad_k is None else grad_k + gk
+            grad_k, grad_rk = _rpe_moments_backward(key, key_rpe.transpose(0, 1), grad_mean[t],
+                                                    grad_var[t], grad_k)
             grad_rk = grad_rk.transpose(0, 1)
         return grad_q, grad_k, grad_rq, grad_rk, None
 
