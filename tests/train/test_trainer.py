@@ -114,6 +114,29 @@ def test_cli_kill_and_resume(straight: tuple[Path, Trainer], tmp_path: Path) -> 
     assert_same_state(final, reference.model.state_dict())
 
 
+def test_ctrl_c_saves_a_checkpoint(tmp_path: Path) -> None:
+    """SIGINT between periodic checkpoints: the steps done so far are saved for --resume."""
+    out = tmp_path / "run"
+    args = [sys.executable, "-m", "deeplab_zoo.cli", "train", "--model", "demo", "--out",
+            str(out), "--steps", "1000", "--batch-size", "2", "--crop-size", "33", "33",
+            "--image-size", "45", "53", "--num-images", "16", "--save-every", "1000",
+            "--log-every", "1", "--num-workers", "0", "--no-progress", "--device", "cpu"]
+    env = dict(os.environ, PYTHONPATH=str(REPO / "src"),
+               OMP_NUM_THREADS=str(torch.get_num_threads()))
+    process = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               text=True)
+    deadline = time.time() + 120
+    while not (out / "metrics.jsonl").is_file() and process.poll() is None:
+        assert time.time() < deadline, "no step within 120 s"
+        time.sleep(0.01)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode != 0
+    saved = latest_checkpoint(out / "checkpoints")
+    assert saved is not None and "interrupted: saved" in stderr, stderr[-2000:]
+    assert 1 <= int(saved.name.rsplit("-", 1)[1]) < 1000
+
+
 def test_options_frozen_bn_checkpointing_amp(tmp_path: Path) -> None:
     plain = train(tiny(steps=2, save_every=2), tmp_path / "plain")
     checkpointed = train(tiny(steps=2, save_every=2, grad_checkpointing=True), tmp_path / "gc")

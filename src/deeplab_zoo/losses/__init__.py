@@ -8,9 +8,12 @@ from .base import (
     top_k_pixel_loss,
 )
 from .depth import depth_loss, relative_squared_error, silog_error
+from .max_deeplab import MaXDeepLabLoss, MaXDeepLabLossConfig
 from .panoptic_deeplab import PanopticDeepLabLoss, PanopticDeepLabLossConfig
 
 __all__ = [
+    "MaXDeepLabLoss",
+    "MaXDeepLabLossConfig",
     "PanopticDeepLabLoss",
     "PanopticDeepLabLossConfig",
     "average_top_k_loss",

@@ -29,6 +29,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ..errors import CheckpointError
+from ..weights.store import atomic_write
 
 __all__ = [
     "capture_rng_state",
@@ -100,16 +101,7 @@ def _join_optimizer_state(tensors: dict[str, torch.Tensor], meta: dict) -> dict[
 
 
 def _atomic_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
 
 def _fsync_dir(path: Path) -> None:
@@ -134,6 +126,7 @@ def save_checkpoint(directory: str | os.PathLike, step: int, model: nn.Module,
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"ckpt-{step:08d}"
     tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".ckpt-{step:08d}."))
+    tmp.chmod(root.stat().st_mode & 0o777)  # mkdtemp makes it private; match the parent
     try:
         model_state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
         save_file(model_state, str(tmp / MODEL_FILE), metadata={"format": "pt"})

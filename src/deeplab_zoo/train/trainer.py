@@ -324,6 +324,12 @@ class Trainer:
                     self.save()
                 if self.step >= end:
                     break
+        except KeyboardInterrupt:
+            # Ctrl-C in one process: keep the steps done since the last checkpoint (under
+            # DDP the other ranks may be gone, so only the periodic checkpoints count).
+            if not self.dist.distributed and self.step % cfg.save_every:
+                self._log(f"interrupted: saved {self.save()}; continue with --resume")
+            raise
         finally:
             bar.close()
         if self.step >= cfg.steps and self.dist.is_main:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,13 +19,24 @@ WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
 
 
-def _atomic_write(path: Path, write) -> None:
-    """Writes via a temporary file in the same directory, then renames (crash-safe)."""
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write(path: Path, write: Callable[[str], object]) -> None:
+    """Writes ``path`` crash-safely: ``write(tmp)`` fills a temporary file in the same
+    directory, which is synced to disk, given the usual permissions (mkstemp makes it
+    private) and renamed over ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
         write(tmp)
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -41,10 +53,10 @@ def save_weights(model: nn.Module, path: str | os.PathLike,
     target = path if path.suffix == ".safetensors" else path / WEIGHTS_NAME
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()
              if not k.endswith("num_batches_tracked")}
-    _atomic_write(target, lambda tmp: save_file(state, tmp, metadata={"format": "pt"}))
+    atomic_write(target, lambda tmp: save_file(state, tmp, metadata={"format": "pt"}))
     if config is not None:
         text = json.dumps(config, indent=2, sort_keys=True, default=list)
-        _atomic_write(target.parent / CONFIG_NAME, lambda tmp: Path(tmp).write_text(text))
+        atomic_write(target.parent / CONFIG_NAME, lambda tmp: Path(tmp).write_text(text))
     return target
 
 
