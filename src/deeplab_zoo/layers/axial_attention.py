@@ -54,18 +54,30 @@ def norm_layer_settings(norm_layer: NormLayer) -> tuple[float, float | None]:
     return float(getattr(probe, "eps", 1e-3)), getattr(probe, "momentum", 0.01)
 
 
-def _sum_of_products(x: torch.Tensor, y: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
-    """``(x * y).sum(dims, keepdim=True)`` in slices along ``dims[0]``: temporaries of
-    1/8 of the operands instead of their full size."""
+def _sum_of_products(x: torch.Tensor, y: torch.Tensor, dims: tuple[int, ...],
+                     shift: torch.Tensor | None = None) -> torch.Tensor:
+    """``(x * y).sum(dims, keepdim=True)`` (or ``((x - shift) ** 2).sum(...)`` with a shift)
+    in slices along ``dims[0]``: temporaries of 1/8 of the operands, not their size."""
     axis = dims[0]
     step = max(1, -(-x.shape[axis] // 8))
     total = None
     for start in range(0, x.shape[axis], step):
         width = min(step, x.shape[axis] - start)
-        part = (x.narrow(axis, start, width) * y.narrow(axis, start, width)).sum(
-            dims, keepdim=True)
+        if shift is None:
+            product = x.narrow(axis, start, width) * y.narrow(axis, start, width)
+        else:
+            product = (x.narrow(axis, start, width) - shift).square_()
+        part = product.sum(dims, keepdim=True)
         total = part if total is None else total.add_(part)
     return total
+
+
+def _mean_var(x: torch.Tensor, dims: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and biased variance over ``dims`` (kept), two-pass: as exact as
+    ``torch.var_mean`` and, on CPU, about twice as fast for these outer reductions."""
+    mean = x.mean(dims, keepdim=True)
+    count = x.numel() // mean.numel()
+    return mean, _sum_of_products(x, x, dims, shift=mean).div_(count)
 
 
 class _BatchNormSum(torch.autograd.Function):
@@ -79,7 +91,7 @@ class _BatchNormSum(torch.autograd.Function):
         means, variances, invs = [], [], []
         out = shift = None
         for index, term in enumerate(terms):
-            var, mean = torch.var_mean(term, dim=dims, keepdim=True, correction=0)
+            mean, var = _mean_var(term, dims)
             inv = torch.rsqrt(var + eps)
             scale = inv * weight[index]
             term_shift = bias[index] - mean * scale
