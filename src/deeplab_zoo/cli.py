@@ -117,6 +117,7 @@ def _train_config(args: argparse.Namespace):
 
     overrides = {key: value for key, value in (
         ("model", args.model), ("dataset", args.dataset), ("data_dir", args.data_dir),
+        ("split", args.split),
         ("steps", args.steps), ("batch_size", args.batch_size), ("lr", args.lr),
         ("warmup_steps", args.warmup_steps), ("optimizer", args.optimizer),
         ("batch_norm", args.batch_norm), ("save_every", args.save_every),
@@ -125,6 +126,8 @@ def _train_config(args: argparse.Namespace):
         ("image_size", tuple(args.image_size) if args.image_size else None),
         ("num_images", args.num_images)) if value is not None}
     overrides.update(num_workers=args.num_workers, progress=not args.no_progress)
+    if args.skip_bad_samples:
+        overrides["skip_bad_samples"] = True
     if args.amp:
         overrides["amp"] = True
     if args.grad_checkpointing:
@@ -191,6 +194,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="registry name (+tag) to train")
     p.add_argument("--dataset", help="dataset name (default: synthetic)")
     p.add_argument("--data-dir", help="dataset root folder")
+    p.add_argument("--split", help="training split (default: train)")
+    p.add_argument("--skip-bad-samples", action="store_true",
+                   help="skip missing / corrupt dataset files (logged) instead of stopping")
     p.add_argument("--out", help="output directory (checkpoints, logs, final weights)")
     p.add_argument("--resume", action="store_true",
                    help="continue from the newest checkpoint in --out (exactly)")

@@ -114,3 +114,21 @@ def test_missing_root_and_empty_split(tmp_path: Path) -> None:
         CityscapesPanoptic(tmp_path, "test")
     with pytest.raises(DatasetError, match="image folder"):
         CityscapesPanoptic(tmp_path, "train")
+
+
+def test_training_stops_on_a_corrupt_file_or_skips_it(tmp_path: Path) -> None:
+    """`deeplab-zoo train` on real-format data: a corrupt label stops the run with the file
+    named; with skip_bad_samples the run goes on without it."""
+    from deeplab_zoo.train import TrainConfig, Trainer
+
+    fake = make_coco(tmp_path / "coco", split="train", stems=STEMS)
+    bad = fake["pngs"][STEMS[0]]
+    corrupt(bad)
+    config = TrainConfig(model="demo", dataset="coco", data_dir=str(tmp_path / "coco"),
+                         steps=2, batch_size=2, crop_size=(33, 33), save_every=2,
+                         log_every=1, progress=False)
+    with pytest.raises(DatasetError, match=re.escape(str(bad))):
+        Trainer(config, tmp_path / "strict", device="cpu").run()
+    summary = Trainer(config.replace(skip_bad_samples=True), tmp_path / "lenient",
+                      device="cpu").run()
+    assert summary["step"] == 2 and (tmp_path / "lenient" / "model.safetensors").is_file()

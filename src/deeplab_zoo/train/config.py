@@ -32,6 +32,8 @@ class TrainConfig:
     model: str = "demo"
     dataset: str = "synthetic"
     data_dir: str | None = None
+    split: str = "train"
+    skip_bad_samples: bool = False  # on-disk datasets: skip missing / corrupt files (logged)
     model_args: dict[str, Any] = field(default_factory=dict)
     init_weights: str | None = None
     # Solver (DeepLab2 SolverOptions).

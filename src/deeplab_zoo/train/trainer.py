@@ -79,7 +79,8 @@ def build_train_dataset(config: TrainConfig) -> Dataset:
                              size=config.image_size, seed=config.seed)
     if not config.data_dir:
         raise ValueError(f"dataset {config.dataset!r} needs a data directory (--data-dir)")
-    return build_dataset(config.dataset, config.data_dir, split="train")
+    return build_dataset(config.dataset, config.data_dir, split=config.split,
+                         skip_bad=config.skip_bad_samples)
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
