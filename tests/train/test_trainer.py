@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
 from safetensors.torch import load_file
 
 from deeplab_zoo.cli import main
@@ -59,6 +60,8 @@ def test_straight_run_outputs(straight: tuple[Path, Trainer]) -> None:
     assert all(r["total_loss"] > 0 for r in records)
     assert {"semantic_loss", "center_loss", "regression_loss"} <= set(records[0])
     assert latest_checkpoint(out / "checkpoints").name == "ckpt-00000004"
+    with Image.open(out / "metrics.png") as curves:  # 5 panels: 4 losses + learning rate
+        assert curves.size == (4 * 300, 2 * 190)
     model = create_model("demo", pretrained=str(out))  # the exported final weights
     trained = trainer.model.state_dict()
     for key, value in model.state_dict().items():

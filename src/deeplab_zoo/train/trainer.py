@@ -10,6 +10,7 @@ Output directory::
 
     config.json                  the TrainConfig (resume re-reads it)
     metrics.jsonl                one JSON line per log interval (losses, lr, speed)
+    metrics.png                  those curves, redrawn at every checkpoint
     checkpoints/ckpt-<step>/     atomic training checkpoints (see checkpoint.py)
     model.safetensors            final weights (+ config.json for create_model)
 """
@@ -57,6 +58,7 @@ __all__ = ["Trainer", "build_train_dataset", "build_train_model"]
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
+PLOT_FILE = "metrics.png"
 CHECKPOINT_DIR = "checkpoints"
 
 
@@ -271,6 +273,14 @@ class Trainer:
             torch.distributed.barrier()
         return path
 
+    def _plot_metrics(self) -> None:
+        """Redraws ``metrics.png`` (the logged curves) from ``metrics.jsonl``."""
+        from ..viz.training_curves import plot_training_curves
+
+        source = self.out_dir / METRICS_FILE
+        if self.dist.is_main and source.is_file():
+            plot_training_curves(source, self.out_dir / PLOT_FILE)
+
     def _write_metrics(self, record: dict[str, Any]) -> None:
         with open(self.out_dir / METRICS_FILE, "a") as handle:
             handle.write(json.dumps(record) + "\n")
@@ -323,6 +333,7 @@ class Trainer:
                     sums, count, interval_start = {}, 0, time.perf_counter()
                 if self.step % cfg.save_every == 0 or self.step == end:
                     self.save()
+                    self._plot_metrics()
                 if self.step >= end:
                     break
         except KeyboardInterrupt:

@@ -1,4 +1,6 @@
-"""Colourised overlays of predictions."""
+"""Colourised overlays of predictions; training curves."""
 from .overlay import colorize_panoptic, colorize_semantic, overlay_prediction
+from .training_curves import plot_training_curves, read_metrics
 
-__all__ = ["colorize_panoptic", "colorize_semantic", "overlay_prediction"]
+__all__ = ["colorize_panoptic", "colorize_semantic", "overlay_prediction",
+           "plot_training_curves", "read_metrics"]
