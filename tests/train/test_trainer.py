@@ -117,6 +117,18 @@ def test_cli_kill_and_resume(straight: tuple[Path, Trainer], tmp_path: Path) -> 
     assert_same_state(final, reference.model.state_dict())
 
 
+def test_init_weights_from_a_finished_run(straight: tuple[Path, Trainer],
+                                         tmp_path: Path) -> None:
+    """--init-weights DIR starts a new run (fine-tuning) from another run's weights."""
+    out, reference = straight
+    finetune = train(tiny(init_weights=str(out), seed=5), tmp_path / "ft", stop_at=0)
+    assert finetune.step == 0
+    trained = reference.model.state_dict()
+    for key, value in finetune.model.state_dict().items():
+        if not key.endswith("num_batches_tracked"):  # (not part of the exported weights)
+            assert torch.equal(value, trained[key]), key
+
+
 def test_ctrl_c_saves_a_checkpoint(tmp_path: Path) -> None:
     """SIGINT between periodic checkpoints: the steps done so far are saved for --resume."""
     out = tmp_path / "run"
