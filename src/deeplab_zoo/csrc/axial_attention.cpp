@@ -2,8 +2,10 @@
 // and CUDA kernels. See axial_attention.h for the math.
 #include "axial_attention.h"
 
+#include <ATen/ops/empty.h>
 #include <torch/library.h>
 
+#include <limits>
 #include <string>
 
 namespace deeplab_zoo::axial {
@@ -105,6 +107,41 @@ void check_backward(const Problem& p, const at::Tensor& query, const at::Tensor&
                     "softmax_stats must have shape ", at::IntArrayRef(stats), ", got ",
                     softmax_stats.sizes());
   check_float("softmax_stats", softmax_stats, query);
+}
+
+namespace {
+
+std::optional<at::Tensor> contiguous(const std::optional<at::Tensor>& t) {
+  if (!t.has_value()) return std::nullopt;
+  return t->contiguous();
+}
+
+}  // namespace
+
+Inputs contiguous_inputs(const at::Tensor& query, const at::Tensor& key, const at::Tensor& value,
+                         const std::optional<at::Tensor>& query_rpe,
+                         const std::optional<at::Tensor>& key_rpe,
+                         const std::optional<at::Tensor>& value_rpe,
+                         const at::Tensor& similarity_scale, const at::Tensor& similarity_shift) {
+  return {query.contiguous(),           key.contiguous(),        value.contiguous(),
+          contiguous(query_rpe),        contiguous(key_rpe),     contiguous(value_rpe),
+          similarity_scale.contiguous(), similarity_shift.contiguous()};
+}
+
+ForwardOutputs forward_outputs(const Problem& p, const at::TensorOptions& options) {
+  ForwardOutputs out{at::empty(retrieved_shape(p, p.retrieve_content), options),
+                     at::empty(retrieved_shape(p, p.value_rpe), options),
+                     at::empty(stats_shape(p), options)};
+  if (p.sequences() == 0 || p.query_length == 0) {
+    out.finished = true;
+  } else if (p.key_length == 0) {  // softmax / sigmoid over no keys: nothing retrieved
+    out.content.zero_();
+    out.rpe.zero_();
+    out.stats[0].fill_(-std::numeric_limits<double>::infinity());
+    out.stats[1].zero_();
+    out.finished = true;
+  }
+  return out;
 }
 
 std::vector<int64_t> retrieved_shape(const Problem& p, bool present) {

@@ -62,6 +62,27 @@ void check_backward(const Problem& problem, const at::Tensor& query,
                     const at::Tensor& grad_content, const at::Tensor& grad_rpe,
                     const at::Tensor& softmax_stats);
 
+// The tensor arguments made contiguous (the kernels index them densely).
+struct Inputs {
+  at::Tensor query, key, value;
+  std::optional<at::Tensor> query_rpe, key_rpe, value_rpe;
+  at::Tensor scale, shift;
+};
+Inputs contiguous_inputs(const at::Tensor& query, const at::Tensor& key, const at::Tensor& value,
+                         const std::optional<at::Tensor>& query_rpe,
+                         const std::optional<at::Tensor>& key_rpe,
+                         const std::optional<at::Tensor>& value_rpe,
+                         const at::Tensor& similarity_scale, const at::Tensor& similarity_shift);
+
+// The forward's outputs, allocated. `finished` when there is nothing for a kernel to do
+// (no sequences or queries; or no keys, where nothing is retrieved): the outputs are then
+// already final.
+struct ForwardOutputs {
+  at::Tensor content, rpe, stats;
+  bool finished = false;
+};
+ForwardOutputs forward_outputs(const Problem& problem, const at::TensorOptions& options);
+
 // Shape of a retrieved term: [B, L, H, dv] (query-major: the batch norm of a retrieved term,
 // per head and channel over batch and queries, is then a plain batch norm of
 // [B * L, H * dv]); an absent term is an empty [0] tensor.

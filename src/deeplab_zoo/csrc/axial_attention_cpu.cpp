@@ -857,25 +857,17 @@ void backward_kernel(const Problem& p, const Args<T>& a, const at::TensorOptions
 // ---- ATen wrappers ----------------------------------------------------------------------------
 
 template <typename T>
-Args<T> make_args(const Problem& p, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                  const std::optional<at::Tensor>& rq, const std::optional<at::Tensor>& rk,
-                  const std::optional<at::Tensor>& rv, const at::Tensor& scale,
-                  const at::Tensor& shift) {
+Args<T> make_args(const Problem& p, const Inputs& in) {
   Args<T> a;
-  a.query = q.const_data_ptr<T>();
-  a.key = k.const_data_ptr<T>();
-  a.value = v.const_data_ptr<T>();
-  if (p.query_rpe) a.query_rpe = rq->const_data_ptr<T>();
-  if (p.key_rpe) a.key_rpe = rk->const_data_ptr<T>();
-  if (p.value_rpe) a.value_rpe = rv->const_data_ptr<T>();
-  a.scale = scale.const_data_ptr<T>();
-  a.shift = shift.const_data_ptr<T>();
+  a.query = in.query.const_data_ptr<T>();
+  a.key = in.key.const_data_ptr<T>();
+  a.value = in.value.const_data_ptr<T>();
+  if (p.query_rpe) a.query_rpe = in.query_rpe->const_data_ptr<T>();
+  if (p.key_rpe) a.key_rpe = in.key_rpe->const_data_ptr<T>();
+  if (p.value_rpe) a.value_rpe = in.value_rpe->const_data_ptr<T>();
+  a.scale = in.scale.const_data_ptr<T>();
+  a.shift = in.shift.const_data_ptr<T>();
   return a;
-}
-
-std::optional<at::Tensor> contiguous(const std::optional<at::Tensor>& t) {
-  if (!t.has_value()) return std::nullopt;
-  return t->contiguous();
 }
 
 template <typename T>
@@ -892,29 +884,17 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> axial_attention_cpu(
   const Problem p = check_forward(query_in, key_in, value_in, query_rpe_in, key_rpe_in,
                                   value_rpe_in, scale_in, shift_in, use_content_similarity,
                                   retrieve_value_content, activation);
-  const at::Tensor q = query_in.contiguous(), k = key_in.contiguous(), v = value_in.contiguous();
-  const auto rq = contiguous(query_rpe_in), rk = contiguous(key_rpe_in);
-  const auto rv = contiguous(value_rpe_in);
-  const at::Tensor scale = scale_in.contiguous(), shift = shift_in.contiguous();
-  at::Tensor out_content = at::empty(retrieved_shape(p, p.retrieve_content), q.options());
-  at::Tensor out_rpe = at::empty(retrieved_shape(p, p.value_rpe), q.options());
-  at::Tensor stats = at::empty(stats_shape(p), q.options());
-  if (p.sequences() == 0 || p.query_length == 0) return {out_content, out_rpe, stats};
-  if (p.key_length == 0) {  // softmax / sigmoid over no keys: nothing retrieved
-    out_content.zero_();
-    out_rpe.zero_();
-    stats[0].fill_(-std::numeric_limits<double>::infinity());
-    stats[1].zero_();
-    return {out_content, out_rpe, stats};
-  }
-  AT_DISPATCH_FLOATING_TYPES(q.scalar_type(), "axial_attention_cpu", [&] {
-    const Args<scalar_t> a = make_args<scalar_t>(p, q, k, v, rq, rk, rv, scale, shift);
-    forward_kernel<scalar_t>(p, a, q.options(),
-                             data_or_null<scalar_t>(out_content, p.retrieve_content),
-                             data_or_null<scalar_t>(out_rpe, p.value_rpe),
-                             stats.data_ptr<scalar_t>());
+  const Inputs in = contiguous_inputs(query_in, key_in, value_in, query_rpe_in, key_rpe_in,
+                                      value_rpe_in, scale_in, shift_in);
+  ForwardOutputs out = forward_outputs(p, in.query.options());
+  if (out.finished) return {out.content, out.rpe, out.stats};
+  AT_DISPATCH_FLOATING_TYPES(in.query.scalar_type(), "axial_attention_cpu", [&] {
+    forward_kernel<scalar_t>(p, make_args<scalar_t>(p, in), in.query.options(),
+                             data_or_null<scalar_t>(out.content, p.retrieve_content),
+                             data_or_null<scalar_t>(out.rpe, p.value_rpe),
+                             out.stats.data_ptr<scalar_t>());
   });
-  return {out_content, out_rpe, stats};
+  return {out.content, out.rpe, out.stats};
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor,
@@ -930,19 +910,17 @@ axial_attention_backward_cpu(
                                   value_rpe_in, scale_in, shift_in, use_content_similarity,
                                   retrieve_value_content, activation);
   check_backward(p, query_in, grad_content_in, grad_rpe_in, stats_in);
-  const at::Tensor q = query_in.contiguous(), k = key_in.contiguous(), v = value_in.contiguous();
-  const auto rq = contiguous(query_rpe_in), rk = contiguous(key_rpe_in);
-  const auto rv = contiguous(value_rpe_in);
-  const at::Tensor scale = scale_in.contiguous(), shift = shift_in.contiguous();
+  const Inputs in = contiguous_inputs(query_in, key_in, value_in, query_rpe_in, key_rpe_in,
+                                      value_rpe_in, scale_in, shift_in);
   at::Tensor grad_content = grad_content_in.contiguous(), grad_rpe = grad_rpe_in.contiguous();
   const at::Tensor stats = stats_in.contiguous();
-  const auto options = q.options();
+  const auto options = in.query.options();
   const int64_t seqs = p.sequences(), length = p.query_length, keys = p.key_length;
   const int64_t num_terms = p.num_similarities();
 
-  at::Tensor grad_q = at::empty(q.sizes(), options);
-  at::Tensor grad_k = at::zeros(k.sizes(), options);
-  at::Tensor grad_v = at::zeros(v.sizes(), options);
+  at::Tensor grad_q = at::empty(in.query.sizes(), options);
+  at::Tensor grad_k = at::zeros(in.key.sizes(), options);
+  at::Tensor grad_v = at::zeros(in.value.sizes(), options);
   at::Tensor grad_scale_seq = at::zeros({seqs, num_terms}, options.dtype(at::kDouble));
   at::Tensor grad_shift_seq = at::zeros({seqs}, options.dtype(at::kDouble));
   const int64_t group_seqs = group_size(p);
@@ -961,8 +939,8 @@ axial_attention_backward_cpu(
   at::Tensor grad_rv = rpe_grad(p.value_rpe, p.value_depth);
 
   if (seqs > 0 && length > 0 && keys > 0) {
-    AT_DISPATCH_FLOATING_TYPES(q.scalar_type(), "axial_attention_backward_cpu", [&] {
-      const Args<scalar_t> a = make_args<scalar_t>(p, q, k, v, rq, rk, rv, scale, shift);
+    AT_DISPATCH_FLOATING_TYPES(in.query.scalar_type(), "axial_attention_backward_cpu", [&] {
+      const Args<scalar_t> a = make_args<scalar_t>(p, in);
       Grads<scalar_t> g;
       g.query = grad_q.data_ptr<scalar_t>();
       g.key = grad_k.data_ptr<scalar_t>();
@@ -990,13 +968,13 @@ axial_attention_backward_cpu(
                                     .sum(0)
                                     .t()
                                     .contiguous()
-                                    .to(q.scalar_type());
+                                    .to(in.query.scalar_type());
   const at::Tensor grad_shift = grad_shift_seq.view({p.batch, p.heads})
                                     .sum(0)
                                     .unsqueeze(0)
                                     .expand({num_terms, p.heads})
                                     .contiguous()
-                                    .to(q.scalar_type());
+                                    .to(in.query.scalar_type());
   return {grad_q, grad_k, grad_v, grad_rq, grad_rk, grad_rv, grad_scale, grad_shift};
 }
 

@@ -50,25 +50,17 @@ void check_launch(const cuda::Params& params, int64_t shared_bytes) {
                     " need more shared memory per block than the kernels use (48 KiB)");
 }
 
-std::optional<at::Tensor> contiguous(const std::optional<at::Tensor>& t) {
-  if (!t.has_value()) return std::nullopt;
-  return t->contiguous();
-}
-
 template <typename T>
 const T* data_or_null(const std::optional<at::Tensor>& t) {
   return t.has_value() ? t->const_data_ptr<T>() : nullptr;
 }
 
 template <typename T>
-cuda::Inputs<T> make_inputs(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                            const std::optional<at::Tensor>& rq,
-                            const std::optional<at::Tensor>& rk,
-                            const std::optional<at::Tensor>& rv, const at::Tensor& scale,
-                            const at::Tensor& shift) {
-  return {q.const_data_ptr<T>(), k.const_data_ptr<T>(), v.const_data_ptr<T>(),
-          data_or_null<T>(rq),  data_or_null<T>(rk),  data_or_null<T>(rv),
-          scale.const_data_ptr<T>(), shift.const_data_ptr<T>()};
+cuda::Inputs<T> make_inputs(const Inputs& in) {
+  return {in.query.const_data_ptr<T>(),     in.key.const_data_ptr<T>(),
+          in.value.const_data_ptr<T>(),     data_or_null<T>(in.query_rpe),
+          data_or_null<T>(in.key_rpe),      data_or_null<T>(in.value_rpe),
+          in.scale.const_data_ptr<T>(),     in.shift.const_data_ptr<T>()};
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> axial_attention_cuda(
@@ -83,30 +75,19 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> axial_attention_cuda(
   const c10::cuda::CUDAGuard guard(query_in.device());
   const cuda::Params params = make_params(p);
   check_launch(params, cuda::forward_shared_bytes(params, query_in.element_size()));
-  const at::Tensor q = query_in.contiguous(), k = key_in.contiguous(), v = value_in.contiguous();
-  const auto rq = contiguous(query_rpe_in), rk = contiguous(key_rpe_in);
-  const auto rv = contiguous(value_rpe_in);
-  const at::Tensor scale = scale_in.contiguous(), shift = shift_in.contiguous();
-  at::Tensor out_content = at::empty(retrieved_shape(p, p.retrieve_content), q.options());
-  at::Tensor out_rpe = at::empty(retrieved_shape(p, p.value_rpe), q.options());
-  at::Tensor stats = at::empty(stats_shape(p), q.options());
-  if (p.sequences() == 0 || p.query_length == 0) return {out_content, out_rpe, stats};
-  if (p.key_length == 0) {  // softmax / sigmoid over no keys: nothing retrieved
-    out_content.zero_();
-    out_rpe.zero_();
-    stats[0].fill_(-std::numeric_limits<double>::infinity());
-    stats[1].zero_();
-    return {out_content, out_rpe, stats};
-  }
+  const Inputs in = contiguous_inputs(query_in, key_in, value_in, query_rpe_in, key_rpe_in,
+                                      value_rpe_in, scale_in, shift_in);
+  ForwardOutputs out = forward_outputs(p, in.query.options());
+  if (out.finished) return {out.content, out.rpe, out.stats};
   const auto stream = c10::cuda::getCurrentCUDAStream();
-  AT_DISPATCH_FLOATING_TYPES(q.scalar_type(), "axial_attention_cuda", [&] {
+  AT_DISPATCH_FLOATING_TYPES(in.query.scalar_type(), "axial_attention_cuda", [&] {
     C10_CUDA_CHECK(cuda::launch_forward<scalar_t>(
-        params, make_inputs<scalar_t>(q, k, v, rq, rk, rv, scale, shift),
-        p.retrieve_content ? out_content.data_ptr<scalar_t>() : nullptr,
-        p.value_rpe ? out_rpe.data_ptr<scalar_t>() : nullptr, stats.data_ptr<scalar_t>(),
+        params, make_inputs<scalar_t>(in),
+        p.retrieve_content ? out.content.data_ptr<scalar_t>() : nullptr,
+        p.value_rpe ? out.rpe.data_ptr<scalar_t>() : nullptr, out.stats.data_ptr<scalar_t>(),
         stream));
   });
-  return {out_content, out_rpe, stats};
+  return {out.content, out.rpe, out.stats};
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor,
@@ -125,19 +106,17 @@ axial_attention_backward_cuda(
   const c10::cuda::CUDAGuard guard(query_in.device());
   const cuda::Params params = make_params(p);
   check_launch(params, cuda::backward_shared_bytes(params, query_in.element_size()));
-  const at::Tensor q = query_in.contiguous(), k = key_in.contiguous(), v = value_in.contiguous();
-  const auto rq = contiguous(query_rpe_in), rk = contiguous(key_rpe_in);
-  const auto rv = contiguous(value_rpe_in);
-  const at::Tensor scale = scale_in.contiguous(), shift = shift_in.contiguous();
+  const Inputs in = contiguous_inputs(query_in, key_in, value_in, query_rpe_in, key_rpe_in,
+                                      value_rpe_in, scale_in, shift_in);
   const at::Tensor grad_content = grad_content_in.contiguous();
   const at::Tensor grad_rpe = grad_rpe_in.contiguous();
   const at::Tensor stats = stats_in.contiguous();
-  const auto options = q.options();
+  const auto options = in.query.options();
   const int64_t num_terms = p.num_similarities();
 
-  at::Tensor grad_q = at::zeros(q.sizes(), options);
-  at::Tensor grad_k = at::zeros(k.sizes(), options);
-  at::Tensor grad_v = at::zeros(v.sizes(), options);
+  at::Tensor grad_q = at::zeros(in.query.sizes(), options);
+  at::Tensor grad_k = at::zeros(in.key.sizes(), options);
+  at::Tensor grad_v = at::zeros(in.value.sizes(), options);
   auto rpe_grad = [&](bool used, int64_t depth) {
     return used ? at::zeros({p.query_length, p.key_length, depth}, options)
                 : at::empty({0}, options);
@@ -149,7 +128,7 @@ axial_attention_backward_cuda(
   at::Tensor grad_shift = at::zeros({p.heads}, options.dtype(at::kDouble));
   if (p.sequences() > 0 && p.query_length > 0 && p.key_length > 0) {
     const auto stream = c10::cuda::getCurrentCUDAStream();
-    AT_DISPATCH_FLOATING_TYPES(q.scalar_type(), "axial_attention_backward_cuda", [&] {
+    AT_DISPATCH_FLOATING_TYPES(in.query.scalar_type(), "axial_attention_backward_cuda", [&] {
       const cuda::Gradients<scalar_t> grads{
           grad_q.data_ptr<scalar_t>(),
           grad_k.data_ptr<scalar_t>(),
@@ -160,7 +139,7 @@ axial_attention_backward_cuda(
           grad_scale.data_ptr<double>(),
           grad_shift.data_ptr<double>()};
       C10_CUDA_CHECK(cuda::launch_backward<scalar_t>(
-          params, make_inputs<scalar_t>(q, k, v, rq, rk, rv, scale, shift),
+          params, make_inputs<scalar_t>(in),
           p.retrieve_content ? grad_content.const_data_ptr<scalar_t>() : nullptr,
           p.value_rpe ? grad_rpe.const_data_ptr<scalar_t>() : nullptr,
           stats.const_data_ptr<scalar_t>(), grads, stream));
@@ -173,8 +152,9 @@ axial_attention_backward_cuda(
           grad_rq,
           grad_rk,
           grad_rv,
-          grad_scale.to(q.scalar_type()),
-          grad_shift.unsqueeze(0).expand({num_terms, p.heads}).contiguous().to(q.scalar_type())};
+          grad_scale.to(in.query.scalar_type()),
+          grad_shift.unsqueeze(0).expand({num_terms, p.heads}).contiguous().to(
+              in.query.scalar_type())};
 }
 
 }  // namespace
