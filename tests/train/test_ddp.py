@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 import os
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -91,3 +93,21 @@ def test_two_processes_match_one(ddp_run: Path, tmp_path: Path) -> None:
     moved = [k for k in trainable if not torch.equal(ddp[k], initial[k])]
     assert len(moved) > len(trainable) // 3, (len(moved), len(trainable))
     assert all(k in moved for k in trainable if "head" in k), sorted(set(trainable) - set(moved))
+
+
+def test_torchrun_command_line(tmp_path: Path) -> None:
+    """The README's DDP command itself: `torchrun --nproc-per-node 2 -m deeplab_zoo.cli train`."""
+    out = tmp_path / "run"
+    env = dict(os.environ, OMP_NUM_THREADS="1",
+               PYTHONPATH=str(Path(__file__).resolve().parents[2] / "src"))
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node",
+         str(WORLD), "-m", "deeplab_zoo.cli", "train", "--model", "demo", "--out", str(out),
+         "--steps", "2", "--batch-size", "4", "--crop-size", "33", "33", "--image-size", "45",
+         "53", "--num-images", "16", "--save-every", "2", "--log-every", "1",
+         "--num-workers", "0", "--no-progress", "--device", "cpu"],
+        env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    state = json.loads((latest_checkpoint(out / "checkpoints") / STATE_FILE).read_text())
+    assert state["step"] == 2 and len(state["rng"]) == WORLD
+    assert (out / "model.safetensors").is_file() and (out / "metrics.png").is_file()
