@@ -78,7 +78,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         crop_size=(1089, 1921), steps=10_000, lr=1e-5),
     # MaX-DeepLab / kMaX-DeepLab (configs/coco/{max,kmax}_deeplab, configs/cityscapes/
     # kmax_deeplab). The kMaX configs name a panoptic_copy_paste augmentation that DeepLab2's
-    # released source does not implement (only the config fields exist); neither do we.
+    # released source neither defines (config.proto) nor implements; neither do we.
     "max_deeplab_s.coco": dict(
         _MAX, model="max_deeplab_s", crop_size=(641, 641), min_resize=641, max_resize=641,
         steps=400_000, lr=1e-3),
