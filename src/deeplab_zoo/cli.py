@@ -117,7 +117,7 @@ def _train_config(args: argparse.Namespace):
 
     overrides = {key: value for key, value in (
         ("model", args.model), ("dataset", args.dataset), ("data_dir", args.data_dir),
-        ("split", args.split),
+        ("split", args.split), ("copy_paste_scale", args.copy_paste_scale),
         ("steps", args.steps), ("batch_size", args.batch_size), ("lr", args.lr),
         ("warmup_steps", args.warmup_steps), ("optimizer", args.optimizer),
         ("batch_norm", args.batch_norm), ("save_every", args.save_every),
@@ -207,6 +207,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--optimizer", choices=("adam", "adamw", "sgd"))
     p.add_argument("--crop-size", type=int, nargs=2, metavar=("H", "W"))
     p.add_argument("--batch-norm", choices=("default", "sync", "frozen"))
+    p.add_argument("--copy-paste-scale", type=float,
+                   help="panoptic copy-paste source scale (kMaX presets: 0.5; 0 = off)")
     p.add_argument("--amp", action="store_true", help="mixed precision (bf16 on CPU, fp16 GPU)")
     p.add_argument("--grad-checkpointing", action="store_true",
                    help="recompute encoder blocks in backward (less memory)")

@@ -129,6 +129,29 @@ def test_init_weights_from_a_finished_run(straight: tuple[Path, Trainer],
             assert torch.equal(value, trained[key]), key
 
 
+def test_panoptic_copy_paste_in_the_pipeline(tmp_path: Path) -> None:
+    """kMaX's copy-paste: deterministic per position, pastes source things (ids counted
+    down from label_divisor - 1), and trains."""
+    trainer = train(tiny(steps=1, save_every=1, copy_paste_scale=0.5,
+                         copy_paste_thing_option="all"), tmp_path / "cp")
+    assert trainer.step == 1
+    samples = trainer._loader().dataset
+    first, again = samples[3], samples[3]
+    for key, value in first.items():
+        if isinstance(value, torch.Tensor):
+            assert torch.equal(value, again[key]), key
+    divisor = trainer.dataset_info.label_divisor
+    pasted = 0
+    for position in range(8):
+        generator = torch.Generator().manual_seed(position)
+        canvas = samples.augment(samples.dataset[samples.index_of(position)], generator)
+        out = samples.copy_paste(canvas, samples.dataset[samples.index_of(position, 3)],
+                                 generator)
+        instance = out["panoptic"] % divisor
+        pasted += int((instance > divisor // 2).sum())
+    assert pasted > 0
+
+
 def test_ctrl_c_saves_a_checkpoint(tmp_path: Path) -> None:
     """SIGINT between periodic checkpoints: the steps done so far are saved for --resume."""
     out = tmp_path / "run"

@@ -7,6 +7,7 @@ divisor used by post-processing and metrics.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 CITYSCAPES_CLASS_NAMES = (
@@ -34,6 +35,16 @@ _ADE20K_THINGS = (
 )
 
 
+def stuff_class_ids(num_thing_stuff_classes: int, thing_class_ids: Sequence[int],
+                    void_label: int) -> list[int]:
+    """DeepLab2's ``get_stuff_class_ids``: the non-thing, non-void class ids, sorted."""
+    if void_label >= num_thing_stuff_classes:
+        ids = set(range(num_thing_stuff_classes))
+    else:
+        ids = set(range(num_thing_stuff_classes + 1)) - {void_label}
+    return sorted(ids - set(thing_class_ids))
+
+
 @dataclass(frozen=True)
 class DatasetInfo:
     """Label conventions of one dataset."""
@@ -52,6 +63,19 @@ class DatasetInfo:
     def void_label(self) -> int:
         """Panoptic id of void pixels (``ignore_label * label_divisor``)."""
         return self.ignore_label * self.label_divisor
+
+    @property
+    def num_thing_stuff_classes(self) -> int:
+        """Classes other than void (DeepLab2's ``get_num_thing_stuff_classes``)."""
+        if self.ignore_label < 0 or self.ignore_label > self.num_classes:
+            return self.num_classes
+        return self.num_classes - 1
+
+    @property
+    def stuff_class_ids(self) -> list[int]:
+        """The non-thing, non-void class ids, sorted."""
+        return stuff_class_ids(self.num_thing_stuff_classes, self.thing_class_ids,
+                               self.ignore_label)
 
     def to_dict(self) -> dict:
         out = dataclasses.asdict(self)

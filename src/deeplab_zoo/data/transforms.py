@@ -248,22 +248,25 @@ def _randint(high: int, generator: torch.Generator | None) -> int:
 
 class RandomCrop(Transform):
     """DeepLab2's training crop: pad to at least ``size`` at a random offset (image with
-    ``image_pad``, labels with ``ignore_label * label_divisor``, depth with
-    ``ignore_depth``), then crop ``size`` at a random offset."""
+    ``image_pad``, labels with ``ignore_label * label_divisor`` or ``label_pad`` if given,
+    depth with ``ignore_depth``), then crop ``size`` at a random offset."""
 
     def __init__(self, size: int | Sequence[int], *, image_pad: float = MEAN_PIXEL,
                  ignore_label: int = 255, label_divisor: int = 1000,
-                 ignore_depth: float = 0.0) -> None:
+                 ignore_depth: float = 0.0, label_pad: int | None = None) -> None:
         self.size = _pair(size)
         if self.size is None:
             raise ValueError(f"crop size must be positive, got {size}")
         self.image_pad = image_pad
         self.ignore_label, self.label_divisor = ignore_label, label_divisor
         self.ignore_depth = ignore_depth
+        self.label_pad = ignore_label * label_divisor if label_pad is None else label_pad
 
     @classmethod
-    def for_dataset(cls, size: int | Sequence[int], info: DatasetInfo) -> RandomCrop:
-        return cls(size, ignore_label=info.ignore_label, label_divisor=info.label_divisor)
+    def for_dataset(cls, size: int | Sequence[int], info: DatasetInfo,
+                    label_pad: int | None = None) -> RandomCrop:
+        return cls(size, ignore_label=info.ignore_label, label_divisor=info.label_divisor,
+                   label_pad=label_pad)
 
     def __call__(self, sample: Sample, generator: torch.Generator | None = None) -> Sample:
         crop_h, crop_w = self.size
@@ -272,8 +275,8 @@ class RandomCrop(Transform):
         # As DeepLab2: the pad offset is uniform in [0, max(margin, 1)).
         top = _randint(crop_h - h, generator)
         left = _randint(crop_w - w, generator)
-        sample = _pad_sample(sample, top, left, pad_h, pad_w, self.image_pad,
-                             self.ignore_label * self.label_divisor, self.ignore_depth)
+        sample = _pad_sample(sample, top, left, pad_h, pad_w, self.image_pad, self.label_pad,
+                             self.ignore_depth)
         top = _randint(pad_h - crop_h + 1, generator)
         left = _randint(pad_w - crop_w + 1, generator)
         return _crop_sample(sample, top, left, crop_h, crop_w)
@@ -346,15 +349,18 @@ def deeplab2_train_transform(crop_size: int | Sequence[int], info: DatasetInfo, 
                              scale_step: float = 0.0, autoaugment_policy: str | None = None,
                              min_resize: int | Sequence[int] | None = None,
                              max_resize: int | Sequence[int] | None = None,
-                             resize_factor: int | None = None) -> Compose:
-    """DeepLab2's training preprocessing for a dataset (config ``augmentations`` fields)."""
+                             resize_factor: int | None = None,
+                             label_pad: int | None = None) -> Compose:
+    """DeepLab2's training preprocessing for a dataset (config ``augmentations`` fields).
+    ``label_pad`` overrides the crop's label padding (panoptic copy-paste marks padding
+    apart from void)."""
     steps: list[Transform] = []
     if _pair(min_resize) or _pair(max_resize):
         steps.append(Resize(min_resize, max_resize, resize_factor))
     steps.append(RandomScale(min_scale, max_scale, scale_step))
     if autoaugment_policy:
         steps.append(AutoAugmentColor(autoaugment_policy))
-    steps += [RandomCrop.for_dataset(crop_size, info), RandomHorizontalFlip(0.5)]
+    steps += [RandomCrop.for_dataset(crop_size, info, label_pad), RandomHorizontalFlip(0.5)]
     return Compose(steps)
 
 

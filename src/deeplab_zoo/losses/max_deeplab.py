@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..data.datasets import stuff_class_ids
 from ..layers.resize import resize_align_corners
 from .base import average_top_k_loss, strided_downsample, top_k_cross_entropy
 from .matching import hungarian_permutation
@@ -67,16 +68,6 @@ class MaXDeepLabLossConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def stuff_class_ids(num_thing_stuff_classes: int, thing_class_ids: Sequence[int],
-                    void_label: int) -> list[int]:
-    """DeepLab2's ``get_stuff_class_ids``: the non-thing, non-void class ids, sorted."""
-    if void_label >= num_thing_stuff_classes:
-        ids = set(range(num_thing_stuff_classes))
-    else:
-        ids = set(range(num_thing_stuff_classes + 1)) - {void_label}
-    return sorted(ids - set(thing_class_ids))
 
 
 def mask_similarity(gt: torch.Tensor, pred: torch.Tensor, metric: str = "dice") -> torch.Tensor:

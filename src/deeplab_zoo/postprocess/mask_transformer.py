@@ -36,6 +36,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
+from ..data.datasets import stuff_class_ids
+
 __all__ = [
     "MaskTransformerPostprocessConfig",
     "mask_transformer_postprocess",
@@ -85,12 +87,8 @@ def thing_stuff_class_ids(num_thing_stuff_classes: int, thing_class_ids: Sequenc
                           void_label: int) -> list[int]:
     """Dataset class of each non-void class channel: things first, then stuff (DeepLab2's
     ``thing_class_ids + get_stuff_class_ids(...)``)."""
-    if void_label >= num_thing_stuff_classes:
-        labels = range(num_thing_stuff_classes)
-    else:
-        labels = [c for c in range(num_thing_stuff_classes + 1) if c != void_label]
     things = [int(c) for c in thing_class_ids]
-    return things + sorted(set(labels) - set(things))
+    return things + stuff_class_ids(num_thing_stuff_classes, things, void_label)
 
 
 def tf_softmax(x: torch.Tensor, dim: int) -> torch.Tensor:

@@ -5,6 +5,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..data.copy_paste import COPY_PASTE_OPTIONS
 from ..losses.max_deeplab import MaXDeepLabLossConfig
 from ..losses.panoptic_deeplab import PanopticDeepLabLossConfig
 
@@ -15,6 +16,9 @@ _CHOICES = {
     "optimizer": ("adam", "adamw", "sgd"),
     "batch_norm": ("default", "sync", "frozen"),
     "amp_dtype": ("auto", "bfloat16", "float16"),
+    "copy_paste_thing_option": COPY_PASTE_OPTIONS,
+    "copy_paste_stuff_option": COPY_PASTE_OPTIONS,
+    "copy_paste_void_option": COPY_PASTE_OPTIONS,
 }
 
 
@@ -61,6 +65,11 @@ class TrainConfig:
     max_scale: float = 1.0
     scale_step: float = 0.0
     autoaugment_policy: str | None = None
+    # Panoptic copy-paste (kMaX-DeepLab): off at scale 0; options "random" / "none" / "all".
+    copy_paste_scale: float = 0.0
+    copy_paste_thing_option: str = "random"
+    copy_paste_stuff_option: str = "random"
+    copy_paste_void_option: str = "none"
     min_resize: int | None = None
     max_resize: int | None = None
     num_images: int = 100_000  # synthetic dataset only: number of distinct scenes
@@ -103,6 +112,8 @@ class TrainConfig:
         if not 0 < self.min_scale <= self.max_scale:
             raise ValueError(f"need 0 < min_scale <= max_scale, got {self.min_scale}, "
                              f"{self.max_scale}")
+        if self.copy_paste_scale < 0:
+            raise ValueError(f"copy_paste_scale must be >= 0, got {self.copy_paste_scale}")
         if min(self.crop_size) < 1:
             raise ValueError(f"crop_size must be positive, got {self.crop_size}")
 

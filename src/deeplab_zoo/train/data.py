@@ -34,37 +34,47 @@ def _seed(*values: int) -> int:
 class TrainingSamples(Dataset):
     """Maps a run position ``p`` to an augmented sample with its training targets.
 
-    ``augment(sample, generator)`` and ``targets(sample, generator)`` are applied in that
-    order; the result holds ``image`` (uint8) plus the target tensors.
+    ``augment(sample, generator)``, ``copy_paste(sample, source, generator)`` (if given:
+    ``source`` is the image at the same position of a second, independent permutation, as
+    DeepLab2 zips the dataset with a reshuffled copy of itself) and
+    ``targets(sample, generator)`` are applied in that order; the result holds ``image``
+    plus the target tensors.
     """
 
     def __init__(self, dataset: Dataset, seed: int,
                  augment: Callable[[Sample, torch.Generator], Sample] | None,
-                 targets: Callable[[Sample, torch.Generator], dict[str, torch.Tensor]]):
+                 targets: Callable[[Sample, torch.Generator], dict[str, torch.Tensor]],
+                 copy_paste: Callable[[Sample, Sample, torch.Generator], Sample] | None = None):
         if len(dataset) == 0:
             raise ValueError("the training dataset is empty")
         self.dataset = dataset
         self.seed = seed
         self.augment = augment
         self.targets = targets
+        self.copy_paste = copy_paste
 
     def __len__(self) -> int:  # positions are unbounded; len is the epoch size
         return len(self.dataset)
 
-    @functools.lru_cache(maxsize=4)  # noqa: B019 - a handful of epochs, per worker
-    def _permutation(self, epoch: int) -> torch.Tensor:
-        generator = torch.Generator().manual_seed(_seed(self.seed, epoch, 1))
+    @functools.lru_cache(maxsize=8)  # noqa: B019 - a handful of epochs, per worker
+    def _permutation(self, epoch: int, stream: int) -> torch.Tensor:
+        generator = torch.Generator().manual_seed(_seed(self.seed, epoch, stream))
         return torch.randperm(len(self.dataset), generator=generator)
 
-    def index_of(self, position: int) -> int:
+    def index_of(self, position: int, stream: int = 1) -> int:
+        """Dataset index of run position ``position`` (stream 1: the sample; stream 3: its
+        copy-paste source)."""
         epoch, offset = divmod(position, len(self.dataset))
-        return int(self._permutation(epoch)[offset])
+        return int(self._permutation(epoch, stream)[offset])
 
     def __getitem__(self, position: int) -> dict[str, Any]:
         sample = self.dataset[self.index_of(position)]
         generator = torch.Generator().manual_seed(_seed(self.seed, position, 2))
         if self.augment is not None:
             sample = self.augment(sample, generator)
+        if self.copy_paste is not None:
+            source = self.dataset[self.index_of(position, stream=3)]
+            sample = self.copy_paste(sample, source, generator)
         out: dict[str, Any] = {"image": sample["image"], "position": position}
         out.update(self.targets(sample, generator))
         return out

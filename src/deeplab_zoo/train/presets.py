@@ -29,7 +29,8 @@ _STEP = dict(min_scale=0.5, max_scale=2.0, scale_step=0.1, batch_size=32,
 _MAX = dict(dataset="coco", min_scale=0.5, max_scale=1.5, scale_step=0.1, batch_size=64,
             warmup_steps=5000, backbone_lr_multiplier=0.1)
 _KMAX = dict(scale_step=0.1, warmup_steps=5000, optimizer="adamw", adamw_weight_decay=0.05,
-             backbone_lr_multiplier=0.1)
+             backbone_lr_multiplier=0.1, copy_paste_scale=0.5, copy_paste_thing_option="all",
+             copy_paste_stuff_option="random", copy_paste_void_option="none")
 _KMAX_LOSS = dict(instance_discrimination_sample_k=4096,
                   instance_discrimination_sample_temperature=1.5)
 
@@ -77,8 +78,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         _STEP, model="panoptic_deeplab_resnet50_os32", dataset="motchallenge_step",
         crop_size=(1089, 1921), steps=10_000, lr=1e-5),
     # MaX-DeepLab / kMaX-DeepLab (configs/coco/{max,kmax}_deeplab, configs/cityscapes/
-    # kmax_deeplab). The kMaX configs name a panoptic_copy_paste augmentation that DeepLab2's
-    # released source neither defines (config.proto) nor implements; neither do we.
+    # kmax_deeplab), panoptic copy-paste included for kMaX.
     "max_deeplab_s.coco": dict(
         _MAX, model="max_deeplab_s", crop_size=(641, 641), min_resize=641, max_resize=641,
         steps=400_000, lr=1e-3),

@@ -32,6 +32,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from ..data.copy_paste import PanopticCopyPaste
 from ..data.datasets import DatasetInfo
 from ..data.targets import PanopticTargetGenerator
 from ..data.transforms import deeplab2_train_transform
@@ -213,7 +214,17 @@ class Trainer:
             self.dataset_info, sigma=cfg.sigma, small_instance_area=cfg.small_instance_threshold,
             small_instance_weight=cfg.small_instance_weight,
             max_thing_id=cfg.max_thing_id if self.mask_transformer else None)
-        samples = TrainingSamples(dataset, cfg.seed, augment, targets)
+        copy_paste = None
+        if cfg.copy_paste_scale > 0:  # the source: the same preprocessing, scaled further
+            source_augment = deeplab2_train_transform(
+                cfg.crop_size, self.dataset_info, min_scale=cfg.min_scale * cfg.copy_paste_scale,
+                max_scale=cfg.max_scale * cfg.copy_paste_scale, scale_step=cfg.scale_step,
+                autoaugment_policy=cfg.autoaugment_policy, min_resize=cfg.min_resize,
+                max_resize=cfg.max_resize, label_pad=self.dataset_info.void_label + 1)
+            copy_paste = PanopticCopyPaste(
+                self.dataset_info, source_augment, thing_option=cfg.copy_paste_thing_option,
+                stuff_option=cfg.copy_paste_stuff_option, void_option=cfg.copy_paste_void_option)
+        samples = TrainingSamples(dataset, cfg.seed, augment, targets, copy_paste)
         sampler = StepBatchSampler(cfg.steps, cfg.batch_size, start_step=self.step,
                                    rank=info.rank, world_size=info.world_size)
         return DataLoader(samples, batch_sampler=sampler, num_workers=cfg.num_workers,
