@@ -118,6 +118,8 @@ def _train_config(args: argparse.Namespace):
     overrides = {key: value for key, value in (
         ("model", args.model), ("dataset", args.dataset), ("data_dir", args.data_dir),
         ("split", args.split), ("copy_paste_scale", args.copy_paste_scale),
+        ("eval_every", args.eval_every), ("eval_split", args.eval_split),
+        ("eval_images", args.eval_images),
         ("steps", args.steps), ("batch_size", args.batch_size), ("lr", args.lr),
         ("warmup_steps", args.warmup_steps), ("optimizer", args.optimizer),
         ("batch_norm", args.batch_norm), ("save_every", args.save_every),
@@ -214,6 +216,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="recompute encoder blocks in backward (less memory)")
     p.add_argument("--num-workers", type=int, default=2, help="data loader workers")
     p.add_argument("--save-every", type=int, help="checkpoint interval (steps)")
+    p.add_argument("--eval-every", type=int,
+                   help="evaluate PQ / mIoU every N steps and at the end (0: never)")
+    p.add_argument("--eval-split", help="split to evaluate on (default: val)")
+    p.add_argument("--eval-images", type=int, help="evaluate on at most this many images")
     p.add_argument("--log-every", type=int, help="scalar log interval (steps)")
     p.add_argument("--seed", type=int)
     p.add_argument("--init-weights", help="initial weights: a tag or a weights path")

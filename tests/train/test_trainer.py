@@ -152,6 +152,19 @@ def test_panoptic_copy_paste_in_the_pipeline(tmp_path: Path) -> None:
     assert pasted > 0
 
 
+def test_evaluation_during_training(tmp_path: Path) -> None:
+    """--eval-every: PQ / mIoU on held-out scenes, logged as eval_* and drawn."""
+    trainer = train(tiny(steps=3, save_every=3, eval_every=2, eval_images=2), tmp_path)
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    evals = [r for r in records if "eval_pq" in r]
+    assert [r["step"] for r in evals] == [2, 3]  # every 2 steps and at the end
+    for record in evals:
+        assert 0.0 <= record["eval_pq"] <= 1.0 and 0.0 <= record["eval_miou"] <= 1.0
+    assert trainer.model.training  # back in training mode
+    with Image.open(tmp_path / "metrics.png") as curves:  # + 6 eval panels: 3 rows
+        assert curves.size == (4 * 300, 3 * 190)
+
+
 def test_ctrl_c_saves_a_checkpoint(tmp_path: Path) -> None:
     """SIGINT between periodic checkpoints: the steps done so far are saved for --resume."""
     out = tmp_path / "run"

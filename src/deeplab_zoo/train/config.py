@@ -81,6 +81,11 @@ class TrainConfig:
     grad_checkpointing: bool = False
     num_workers: int = 0
     seed: int = 0
+    # Evaluation during training (0: off): PQ / mIoU on ``eval_split`` (synthetic data:
+    # ``eval_images`` scenes of another seed), logged to metrics.jsonl as ``eval_*``.
+    eval_every: int = 0
+    eval_split: str = "val"
+    eval_images: int | None = None  # at most this many (None: the whole split; synthetic 50)
     # Bookkeeping.
     save_every: int = 1000
     keep_checkpoints: int = 3
@@ -105,8 +110,10 @@ class TrainConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
-        if self.warmup_steps < 0 or self.num_workers < 0:
-            raise ValueError("warmup_steps and num_workers must be >= 0")
+        if self.warmup_steps < 0 or self.num_workers < 0 or self.eval_every < 0:
+            raise ValueError("warmup_steps, num_workers and eval_every must be >= 0")
+        if self.eval_images is not None and self.eval_images < 1:
+            raise ValueError(f"eval_images must be >= 1, got {self.eval_images}")
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
         if not 0 < self.min_scale <= self.max_scale:

@@ -55,7 +55,7 @@ from .model_utils import (
 )
 from .optim import build_optimizer, set_learning_rate
 
-__all__ = ["Trainer", "build_train_dataset", "build_train_model"]
+__all__ = ["Trainer", "build_eval_dataset", "build_train_dataset", "build_train_model"]
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
@@ -83,6 +83,24 @@ def build_train_dataset(config: TrainConfig) -> Dataset:
     if not config.data_dir:
         raise ValueError(f"dataset {config.dataset!r} needs a data directory (--data-dir)")
     return build_dataset(config.dataset, config.data_dir, split=config.split,
+                         skip_bad=config.skip_bad_samples)
+
+
+#: Scenes in the held-out synthetic evaluation set (another seed than training's).
+SYNTHETIC_EVAL_IMAGES = 50
+_EVAL_KEYS = ("pq", "sq", "rq", "pq_things", "pq_stuff", "miou")
+
+
+def build_eval_dataset(config: TrainConfig) -> Dataset:
+    """The evaluation split of ``config.dataset`` (synthetic: held-out scenes)."""
+    from ..data import build_dataset
+
+    if config.dataset == "synthetic":
+        return build_dataset("synthetic", num_images=config.eval_images or SYNTHETIC_EVAL_IMAGES,
+                             size=config.image_size, seed=config.seed + 7_919)
+    if not config.data_dir:
+        raise ValueError(f"dataset {config.dataset!r} needs a data directory (--data-dir)")
+    return build_dataset(config.dataset, config.data_dir, split=config.eval_split,
                          skip_bad=config.skip_bad_samples)
 
 
@@ -122,6 +140,7 @@ class Trainer:
         self.dist: DistInfo = init_distributed(device)
         self._dataset = dataset
         self._model = model
+        self._eval_dataset: Dataset | None = None
 
     # ------------------------------------------------------------------------------ setup
     def _log(self, message: str) -> None:
@@ -284,6 +303,30 @@ class Trainer:
             torch.distributed.barrier()
         return path
 
+    def evaluate(self) -> dict[str, float]:
+        """PQ / mIoU of the current weights on the evaluation split (main process; the
+        others wait); appends an ``eval_*`` record to metrics.jsonl. Returns the metrics
+        (empty on the other processes)."""
+        from ..eval import evaluate
+
+        metrics: dict[str, float] = {}
+        if self.dist.is_main:
+            if self._eval_dataset is None:
+                self._eval_dataset = build_eval_dataset(self.config)
+            model = self.model
+            model.eval()
+            with torch.no_grad():
+                result = evaluate(model, self._eval_dataset, info=self.dataset_info,
+                                  limit=self.config.eval_images, progress=False)
+            model.train()
+            metrics = {f"eval_{k}": float(result[k]) for k in _EVAL_KEYS if k in result}
+            self._write_metrics({"step": self.step, **metrics})
+            summary = ", ".join(f"{k[5:]} {v:.4f}" for k, v in metrics.items())
+            self._log(f"step {self.step}: {summary} on {result['num_images']} images")
+        if self.dist.distributed:
+            torch.distributed.barrier()
+        return metrics
+
     def _plot_metrics(self) -> None:
         """Redraws ``metrics.png`` (the logged curves) from ``metrics.jsonl``."""
         from ..viz.training_curves import plot_training_curves
@@ -342,8 +385,13 @@ class Trainer:
                         if not math.isfinite(last["total_loss"]):
                             warnings.warn(f"non-finite loss at step {self.step}", stacklevel=1)
                     sums, count, interval_start = {}, 0, time.perf_counter()
+                evaluate_now = cfg.eval_every and (self.step % cfg.eval_every == 0
+                                                   or self.step == cfg.steps)
+                if evaluate_now:
+                    self.evaluate()
                 if self.step % cfg.save_every == 0 or self.step == end:
                     self.save()
+                if evaluate_now or self.step % cfg.save_every == 0 or self.step == end:
                     self._plot_metrics()
                 if self.step >= end:
                     break

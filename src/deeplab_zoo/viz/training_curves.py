@@ -94,8 +94,8 @@ def plot_training_curves(records: Sequence[dict[str, Any]] | str | os.PathLike,
     Args:
         records: the ``metrics.jsonl`` records (dicts with ``step``), or that file's path.
         path: where to write the PNG (optional).
-        keys: which scalars (default: every logged one but speed and step, the losses
-            first, ``total_loss`` leading).
+        keys: which scalars (default: every logged one but speed and step: the losses,
+            ``total_loss`` leading, then ``eval_*`` metrics, then the learning rate).
 
     Returns:
         The picture, HxWx3 uint8.
@@ -105,17 +105,22 @@ def plot_training_curves(records: Sequence[dict[str, Any]] | str | os.PathLike,
     if not records:
         raise ValueError("no training records to plot")
     if keys is None:
-        found = [k for k in records[-1] if k not in _SKIPPED]
-        keys = sorted(found, key=lambda k: (k != "total_loss", k == "learning_rate", k))
+        found = list(dict.fromkeys(k for r in records for k in r if k not in _SKIPPED))
+        keys = sorted(found, key=lambda k: (k != "total_loss", k.startswith("eval_"),
+                                            k == "learning_rate", k))
     if not keys:
         raise ValueError("the records hold no scalars to plot")
-    steps = np.array([float(r.get("step", i)) for i, r in enumerate(records)])
     rows = -(-len(keys) // _COLUMNS)
     columns = min(len(keys), _COLUMNS)
     image = Image.new("RGB", (columns * _PANEL[0], rows * _PANEL[1]), (255, 255, 255))
     draw = ImageDraw.Draw(image)
     for index, key in enumerate(keys):
-        values = np.array([float(r.get(key, float("nan"))) for r in records])
+        # Records without the key (e.g. evaluations logged every N steps) are skipped; a
+        # logged NaN / inf leaves a gap in the line.
+        logged = [(float(r.get("step", i)), float(r[key])) for i, r in enumerate(records)
+                  if key in r]
+        steps = np.array([step for step, _ in logged])
+        values = np.array([value for _, value in logged])
         origin = ((index % _COLUMNS) * _PANEL[0], (index // _COLUMNS) * _PANEL[1])
         _draw_panel(draw, origin, key, steps, values)
     if path is not None:
