@@ -156,3 +156,51 @@ def test_gradient_checkpointing_wraps_blocks() -> None:
     out = model(x)
     sum(v.sum() for v in out.values()).backward()
     assert x.grad is not None and torch.isfinite(x.grad).all()
+
+
+class _AttentionNormBlock(torch.nn.Module):
+    """The two multi-axis batch norms of the attention layers, in one block."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        from deeplab_zoo.layers.axial_attention import MultiAxisBatchNorm
+        from deeplab_zoo.layers.keras_batch_norm import KerasAxesBatchNorm
+
+        self.terms = MultiAxisBatchNorm((2, 1, 3, 1, 1), momentum=0.1)
+        self.axes = KerasAxesBatchNorm((1, 3, 1, 1), momentum=0.1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.axes(self.terms.fused_normalize_sum([x, 2 * x + 1]))
+
+
+class _AttentionNormNet(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.blocks = torch.nn.ModuleList([_AttentionNormBlock()])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.blocks[0](x)
+
+
+def test_attention_batch_norms_are_frozen_and_recomputed_once() -> None:
+    """Frozen BN and gradient checkpointing cover the attention layers' batch norms too:
+    recomputation in the backward does not update their running statistics twice."""
+    from deeplab_zoo.train.model_utils import freeze_batch_norm
+
+    x = torch.randn(4, 3, 5, 1)
+    plain, checkpointed = _AttentionNormNet(), _AttentionNormNet()
+    assert enable_gradient_checkpointing(checkpointed) == ["blocks.0"]
+    for model in (plain, checkpointed):
+        model.train()
+        model(x.clone().requires_grad_()).square().sum().backward()
+    for (name, a), b in zip(plain.state_dict().items(), checkpointed.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert not torch.equal(plain.state_dict()["blocks.0.terms.running_mean"],
+                           torch.zeros(2, 1, 3, 1, 1))  # the statistics did move
+    assert freeze_batch_norm(plain) == 2
+    assert not any(p.requires_grad for p in plain.parameters())
+    plain.train()
+    from deeplab_zoo.train.model_utils import set_frozen_batch_norm_eval
+
+    set_frozen_batch_norm_eval(plain)
+    assert not plain.blocks[0].terms.training and not plain.blocks[0].axes.training

@@ -8,13 +8,18 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from ..layers.axial_attention import MultiAxisBatchNorm
+from ..layers.keras_batch_norm import KerasAxesBatchNorm
+
 __all__ = [
     "enable_gradient_checkpointing",
     "freeze_batch_norm",
     "set_frozen_batch_norm_eval",
 ]
 
-_BN = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
+# Every batch norm of the zoo: PyTorch's and the attention layers' multi-axis ones.
+_BN = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm, MultiAxisBatchNorm,
+       KerasAxesBatchNorm)
 _BLOCK_NAME = re.compile(r"(^|\.)(block\d+|blocks\.\d+|stage\d+\.block\d+)$")
 
 
@@ -30,9 +35,11 @@ def _checkpointed_forward(module: nn.Module, original, *args, **kwargs):
         # Recomputation during backward: batch norm must not update its running
         # statistics a second time (momentum 0 keeps them exactly; the batch counter is
         # put back).
-        saved = [(bn, bn.momentum, None if bn.num_batches_tracked is None
-                  else bn.num_batches_tracked.clone())
-                 for bn in module.modules() if isinstance(bn, _BN)]
+        saved = []
+        for bn in module.modules():
+            if isinstance(bn, _BN):
+                tracked = getattr(bn, "num_batches_tracked", None)
+                saved.append((bn, bn.momentum, None if tracked is None else tracked.clone()))
         for bn, _, _ in saved:
             bn.momentum = 0.0
         try:
