@@ -14,8 +14,6 @@ without a C++ compiler / ninja the native tests skip and only the fallback is te
 from __future__ import annotations
 
 import copy
-import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -39,45 +37,6 @@ DOUBLE_TOL = 1e-12
 
 
 # --- fixtures / helpers ----------------------------------------------------------------------
-
-def _build_problem() -> str:
-    from torch.utils import cpp_extension
-
-    if not (shutil.which(os.environ.get("CXX", "c++")) or shutil.which("g++")):
-        return "no C++ compiler"
-    if not cpp_extension.is_ninja_available():
-        return "ninja is not installed (pip install ninja)"
-    return ""
-
-
-@pytest.fixture(scope="session")
-def native() -> _extension.ExtensionStatus:
-    """Loads the extension, building it first if needed (skips without a compiler)."""
-    status = _extension.load()
-    if status.loaded:
-        return status
-    problem = _build_problem()
-    if problem:
-        pytest.skip(f"native extension not built and cannot be built: {problem}")
-    from deeplab_zoo.ops import build
-
-    gpu = torch.cuda.is_available() and build.cuda_available_for_build()
-    try:
-        build.build(cuda=gpu)
-    except Exception as error:  # a compiler is present: a failed build is a real failure
-        pytest.fail(f"building the native extension failed: {error}")
-    status = _extension.load(reload=True)
-    assert status.loaded, status.reason
-    return status
-
-
-@pytest.fixture(scope="session")
-def devices(native) -> list[str]:
-    out = ["cpu"]
-    if torch.cuda.is_available() and native.cuda:
-        out.append("cuda")
-    return out
-
 
 def _inputs(batch: int, heads: int, length: int, keys: int, dk: int, dv: int, *, seed: int,
             rpe: tuple[bool, bool, bool] = (True, True, True), dtype=torch.float32,

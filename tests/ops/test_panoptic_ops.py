@@ -31,46 +31,6 @@ POSTPROC_FIXTURES = ("pdl_basic", "pdl_no_center", "pdl_all_stuff", "pdl_tiny_th
 
 # --- fixtures / helpers --------------------------------------------------------------------
 
-def _build_problem() -> str:
-    """Why the extension cannot be built here ('' if it can)."""
-    from torch.utils import cpp_extension
-
-    if not (shutil.which(os.environ.get("CXX", "c++")) or shutil.which("g++")):
-        return "no C++ compiler"
-    if not cpp_extension.is_ninja_available():
-        return "ninja is not installed (pip install ninja)"
-    return ""
-
-
-@pytest.fixture(scope="session")
-def native() -> _extension.ExtensionStatus:
-    """Loads the extension, building it first if needed (skips without a compiler)."""
-    status = _extension.load()
-    if status.loaded:
-        return status
-    problem = _build_problem()
-    if problem:
-        pytest.skip(f"native extension not built and cannot be built: {problem}")
-    from deeplab_zoo.ops import build
-
-    gpu = torch.cuda.is_available() and build.cuda_available_for_build()
-    try:
-        build.build(cuda=gpu)
-    except Exception as error:  # a compiler is present: a failed build is a real failure
-        pytest.fail(f"building the native extension failed: {error}")
-    status = _extension.load(reload=True)
-    assert status.loaded, status.reason
-    return status
-
-
-@pytest.fixture(scope="session")
-def devices(native) -> list[str]:
-    out = ["cpu"]
-    if torch.cuda.is_available() and native.cuda:
-        out.append("cuda")
-    return out
-
-
 def _bits_equal(a: torch.Tensor, b: torch.Tensor) -> bool:
     """Identical dtype, shape and bits (floats: same bits, or both NaN)."""
     if a.dtype != b.dtype or a.shape != b.shape:
