@@ -2,14 +2,12 @@
 completely onto our model (built on the meta device at the config's crop size)."""
 from __future__ import annotations
 
-import gzip
-import json
-
 import pytest
-import torch
-
-import deeplab_zoo
-from deeplab_zoo.weights import plan_tf_mapping
+from manifest_checks import (
+    check_maps_completely,
+    load_manifest,
+    manifests_where,
+)
 
 # manifest (parity/manifests, without .json.gz) -> registry name with tag
 MANIFESTS = {
@@ -39,31 +37,14 @@ _PIXEL_ENCODERS = {"kmax_resnet50", "kmax_convnext_tiny", "kmax_convnext_small",
                    "kmax_convnext_base", "kmax_convnext_large"}
 
 
-def _load(parity_dir, manifest: str) -> dict:
-    with gzip.open(parity_dir / "manifests" / f"{manifest}.json.gz", "rt") as f:
-        return json.load(f)
-
-
 @pytest.mark.parametrize("manifest", sorted(MANIFESTS))
 def test_manifest_maps_completely(parity_dir, manifest):
-    listing = _load(parity_dir, manifest)
-    shapes = {v["name"]: v["shape"] for v in listing["variables"] if v["dtype"] != "string"}
-    with torch.device("meta"):
-        model = deeplab_zoo.create_model(MANIFESTS[manifest], crop_size=listing["crop_size"])
-    mapping, report = plan_tf_mapping(model, shapes)
-    assert report == {"missing": [], "unused": [], "mismatched": []}
-    assert len(mapping) == listing["num_keys"] - 1  # all but _CHECKPOINTABLE_OBJECT_GRAPH
-    n_params = sum(v.numel() for k, v in model.state_dict().items()
-                   if not k.endswith("num_batches_tracked"))
-    assert n_params == listing["total_float_params"]
+    listing = load_manifest(parity_dir, manifest)
+    model = check_maps_completely(listing, MANIFESTS[manifest], crop_size=listing["crop_size"])
     assert sorted(model.tf_checkpoint_items) == sorted(listing["checkpoint_items"])
 
 
 def test_every_kmax_manifest_is_listed(parity_dir):
-    expected = set()
-    for path in (parity_dir / "manifests").glob("*.json.gz"):
-        with gzip.open(path, "rt") as f:
-            listing = json.load(f)
-        if listing["model_class"] == "KMaXDeepLab" and listing["backbone"] in _PIXEL_ENCODERS:
-            expected.add(path.name.removesuffix(".json.gz"))
+    expected = manifests_where(parity_dir, lambda listing: listing["model_class"] ==
+                               "KMaXDeepLab" and listing["backbone"] in _PIXEL_ENCODERS)
     assert expected == set(MANIFESTS)

@@ -1,14 +1,12 @@
 """Every DeepLab2 manifest of a convolutional model maps completely onto our model."""
 from __future__ import annotations
 
-import gzip
-import json
-
 import pytest
-import torch
-
-import deeplab_zoo
-from deeplab_zoo.weights import plan_tf_mapping
+from manifest_checks import (
+    check_maps_completely,
+    load_manifest,
+    manifests_where,
+)
 
 # manifest (parity/manifests, without .json.gz) -> (registry name, builder overrides)
 MANIFESTS = {
@@ -55,29 +53,14 @@ MANIFESTS = {
 
 @pytest.mark.parametrize("manifest", sorted(MANIFESTS))
 def test_manifest_maps_completely(parity_dir, manifest):
-    path = parity_dir / "manifests" / f"{manifest}.json.gz"
-    with gzip.open(path, "rt") as f:
-        listing = json.load(f)
-    shapes = {v["name"]: v["shape"] for v in listing["variables"] if v["dtype"] != "string"}
     name, overrides = MANIFESTS[manifest]
-    with torch.device("meta"):
-        model = deeplab_zoo.create_model(name, **overrides)
-    mapping, report = plan_tf_mapping(model, shapes)
-    assert report == {"missing": [], "unused": [], "mismatched": []}
-    assert len(mapping) == listing["num_keys"] - 1  # all but _CHECKPOINTABLE_OBJECT_GRAPH
-    n_params = sum(v.numel() for k, v in model.state_dict().items()
-                   if not k.endswith("num_batches_tracked"))
-    assert n_params == listing["total_float_params"]
+    check_maps_completely(load_manifest(parity_dir, manifest), name, **overrides)
 
 
 def test_every_issue2_manifest_is_listed(parity_dir):
     covered = {"panoptic_deeplab", "deeplab_v3", "deeplab_v3_plus"}
     backbones = {"resnet50", "resnet50_beta", "mobilenet_v3_small", "mobilenet_v3_large",
                  "wide_resnet41", "swidernet"}
-    expected = set()
-    for path in (parity_dir / "manifests").glob("*.json.gz"):
-        with gzip.open(path, "rt") as f:
-            listing = json.load(f)
-        if listing["meta_architecture"] in covered and listing["backbone"] in backbones:
-            expected.add(path.name.removesuffix(".json.gz"))
+    expected = manifests_where(parity_dir, lambda listing: listing["meta_architecture"] in
+                               covered and listing["backbone"] in backbones)
     assert expected == set(MANIFESTS)

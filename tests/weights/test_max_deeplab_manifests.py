@@ -3,14 +3,14 @@ backbones, kMaX-DeepLab with the axial ResNet-50) maps completely onto our model
 on the meta device at the config's crop size."""
 from __future__ import annotations
 
-import gzip
-import json
-
 import pytest
-import torch
-
-import deeplab_zoo
-from deeplab_zoo.weights import plan_tf_mapping
+from manifest_checks import (
+    check_encoder_follows_naming_rule,
+    check_maps_completely,
+    load_manifest,
+    manifests_where,
+    variable_shapes,
+)
 
 # manifest (parity/manifests, without .json.gz) -> registry name with tag
 MANIFESTS = {
@@ -29,63 +29,19 @@ MANIFESTS = {
 }
 _BACKBONES = {"max_deeplab_s", "max_deeplab_l", "max_deeplab_s_backbone",
               "max_deeplab_l_backbone", "kmax_axial_resnet50"}
-_ATTRIBUTES = "/.ATTRIBUTES/VARIABLE_VALUE"
-_LEAF = {"kernel": "weight", "depthwise_kernel": "weight", "gamma": "weight", "beta": "bias",
-         "moving_mean": "running_mean", "moving_variance": "running_var", "bias": "bias",
-         "embeddings": "weight"}
-
-
-def _listing(parity_dir, manifest: str) -> dict:
-    with gzip.open(parity_dir / "manifests" / f"{manifest}.json.gz", "rt") as f:
-        return json.load(f)
-
-
-def _torch_name(key: str) -> str:
-    """The naming rule, written out: strip underscores, rename the leaf."""
-    parts = [part.lstrip("_") for part in key.removesuffix(_ATTRIBUTES).split("/")]
-    parts[-1] = _LEAF.get(parts[-1], parts[-1])
-    return ".".join(parts)
-
-
-def _torch_shape(key: str, shape: list[int]) -> tuple[int, ...]:
-    leaf = key.removesuffix(_ATTRIBUTES).rsplit("/", 1)[-1]
-    if leaf == "kernel" and len(shape) == 4:  # HWIO -> OIHW
-        return (shape[3], shape[2], shape[0], shape[1])
-    if leaf == "kernel" and len(shape) == 3:  # Conv1D WIO -> OIW
-        return (shape[2], shape[1], shape[0])
-    return tuple(shape)  # qkv_kernel stays [in, out]; embeddings / BN / memory as in TF
 
 
 @pytest.mark.parametrize("manifest", sorted(MANIFESTS))
 def test_manifest_maps_completely(parity_dir, manifest):
-    listing = _listing(parity_dir, manifest)
-    shapes = {v["name"]: v["shape"] for v in listing["variables"] if v["dtype"] != "string"}
-    with torch.device("meta"):
-        model = deeplab_zoo.create_model(MANIFESTS[manifest], crop_size=listing["crop_size"])
-    mapping, report = plan_tf_mapping(model, shapes)
-    assert report == {"missing": [], "unused": [], "mismatched": []}
-    assert len(mapping) == listing["num_keys"] - 1  # all but _CHECKPOINTABLE_OBJECT_GRAPH
-    n_params = sum(v.numel() for k, v in model.state_dict().items()
-                   if not k.endswith("num_batches_tracked"))
-    assert n_params == listing["total_float_params"]
+    listing = load_manifest(parity_dir, manifest)
+    model = check_maps_completely(listing, MANIFESTS[manifest], crop_size=listing["crop_size"])
     # DeepLab2 lists MaX-L's auxiliary semantic decoder as an item although it is never
     # built (its semantic feature is already at stride 4): it has no variables.
-    with_variables = {key.split("/", 1)[0] for key in shapes}
+    with_variables = {key.split("/", 1)[0] for key in variable_shapes(listing)}
     assert set(model.tf_checkpoint_items) == set(listing["checkpoint_items"]) & with_variables
-
-    # The encoder follows the naming rule mechanically (no rename exceptions).
-    encoder = {_torch_name(k): _torch_shape(k, s) for k, s in shapes.items()
-               if k.startswith("encoder/")}
-    ours = {f"encoder.{k}": tuple(v.shape) for k, v in model.encoder.state_dict().items()
-            if not k.endswith("num_batches_tracked")}
-    assert encoder == ours
+    check_encoder_follows_naming_rule(listing, model)
 
 
 def test_every_max_deeplab_manifest_is_listed(parity_dir):
-    expected = set()
-    for path in (parity_dir / "manifests").glob("*.json.gz"):
-        with gzip.open(path, "rt") as f:
-            listing = json.load(f)
-        if listing.get("backbone") in _BACKBONES:
-            expected.add(path.name.removesuffix(".json.gz"))
+    expected = manifests_where(parity_dir, lambda listing: listing.get("backbone") in _BACKBONES)
     assert expected == set(MANIFESTS)
