@@ -32,12 +32,12 @@ import argparse
 import copy
 import json
 import os
-import platform
 import tempfile
 import time
 from collections.abc import Callable
 
 import torch
+from bench_common import cpu_name
 
 from deeplab_zoo import ops
 from deeplab_zoo.layers.axial_attention import MultiAxisBatchNorm
@@ -51,17 +51,6 @@ CONFIGS = {  # name: (key depth, value depth) per head
 }
 TARGET_SPEEDUP = 1.3
 TARGET_MEMORY = 0.6
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as info:
-            for line in info:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def make_case(sequences: int, length: int, dk: int, dv: int, *, training: bool,

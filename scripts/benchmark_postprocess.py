@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import time
 from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+from bench_common import cpu_name
 
 from deeplab_zoo import ops
 from deeplab_zoo.postprocess import panoptic_deeplab as reference
@@ -59,17 +59,6 @@ def make_scene(height: int, width: int, num_classes: int, centers: int, seed: in
     logits = torch.randn(1, num_classes, height, width, generator=gen) * 0.5
     logits.scatter_add_(1, label[None, None], torch.full((1, 1, height, width), 3.0))
     return logits, heat[None, None], offsets[None]
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as info:
-            for line in info:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def timeit(fn: Callable[[], object], repeats: int, cuda: bool = False) -> float:
