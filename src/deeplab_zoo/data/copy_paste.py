@@ -21,11 +21,17 @@ import torch
 from .datasets import DatasetInfo
 from .sample import Sample
 
-__all__ = ["COPY_PASTE_OPTIONS", "PanopticCopyPaste"]
+__all__ = ["COPY_PASTE_OPTIONS", "PanopticCopyPaste", "copy_paste_padding_label"]
 
 COPY_PASTE_OPTIONS = ("random", "none", "all")
 # Keys that panoptic copy-paste cannot combine (DeepLab2 raises NotImplementedError too).
 _UNSUPPORTED = ("prev_panoptic", "next_panoptic", "depth")
+
+
+def copy_paste_padding_label(info: DatasetInfo) -> int:
+    """The label the source crop is padded with: one above void, so that padding (never
+    pasted) and void (pasted per ``void_option``) stay apart."""
+    return info.void_label + 1
 
 
 def _check_option(name: str, value: str) -> str:
@@ -41,7 +47,7 @@ class PanopticCopyPaste:
         info: the dataset (label divisor, ignore label, thing classes).
         source_transform: augments the raw source sample to the canvas' crop size,
             ``(sample, generator) -> sample``; it must pad labels with
-            :attr:`padding_label` (``deeplab2_train_transform(..., label_pad=...)``).
+            :func:`copy_paste_padding_label` (``deeplab2_train_transform(..., label_pad=...)``).
         thing_option / stuff_option / void_option: ``"random"``, ``"none"`` or ``"all"``.
     """
 
@@ -54,8 +60,8 @@ class PanopticCopyPaste:
         self.thing_option = _check_option("thing_option", thing_option)
         self.stuff_option = _check_option("stuff_option", stuff_option)
         self.void_option = _check_option("void_option", void_option)
-        self.void_label = info.ignore_label * info.label_divisor
-        self.padding_label = self.void_label + 1
+        self.void_label = info.void_label
+        self.padding_label = copy_paste_padding_label(info)
         self.thing_classes = torch.tensor(sorted(info.thing_class_ids), dtype=torch.int64)
         self.stuff_classes = torch.tensor(info.stuff_class_ids, dtype=torch.int64)
 

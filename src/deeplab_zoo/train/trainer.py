@@ -32,7 +32,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from ..data.copy_paste import PanopticCopyPaste
+from ..data.copy_paste import PanopticCopyPaste, copy_paste_padding_label
 from ..data.datasets import DatasetInfo
 from ..data.targets import PanopticTargetGenerator
 from ..data.transforms import deeplab2_train_transform
@@ -239,7 +239,7 @@ class Trainer:
                 cfg.crop_size, self.dataset_info, min_scale=cfg.min_scale * cfg.copy_paste_scale,
                 max_scale=cfg.max_scale * cfg.copy_paste_scale, scale_step=cfg.scale_step,
                 autoaugment_policy=cfg.autoaugment_policy, min_resize=cfg.min_resize,
-                max_resize=cfg.max_resize, label_pad=self.dataset_info.void_label + 1)
+                max_resize=cfg.max_resize, label_pad=copy_paste_padding_label(self.dataset_info))
             copy_paste = PanopticCopyPaste(
                 self.dataset_info, source_augment, thing_option=cfg.copy_paste_thing_option,
                 stuff_option=cfg.copy_paste_stuff_option, void_option=cfg.copy_paste_void_option)
@@ -387,11 +387,12 @@ class Trainer:
                     sums, count, interval_start = {}, 0, time.perf_counter()
                 evaluate_now = cfg.eval_every and (self.step % cfg.eval_every == 0
                                                    or self.step == cfg.steps)
+                save_now = self.step % cfg.save_every == 0 or self.step == end
                 if evaluate_now:
                     self.evaluate()
-                if self.step % cfg.save_every == 0 or self.step == end:
+                if save_now:
                     self.save()
-                if evaluate_now or self.step % cfg.save_every == 0 or self.step == end:
+                if evaluate_now or save_now:
                     self._plot_metrics()
                 if self.step >= end:
                     break
